@@ -1,0 +1,149 @@
+"""The types that plugins produce and the core consumes.
+
+A model plugin registers :class:`ModelSpec` objects whose ``build`` returns a
+:class:`SpeechCTCModel`; a dataset plugin registers :class:`DatasetSpec` objects whose ``load``
+returns :class:`DatasetSplits`; a metric plugin registers :class:`MetricSpec` objects.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+SAMPLING_RATE = 16_000
+
+
+# --------------------------------------------------------------------------- datasets
+@dataclass(frozen=True)
+class Utterance:
+    """One utterance: 16 kHz mono float32 audio and its raw (unnormalised) transcript."""
+
+    id: str
+    audio: np.ndarray
+    text: str
+    speaker: str = ""
+
+    @property
+    def seconds(self) -> float:
+        return len(self.audio) / SAMPLING_RATE
+
+
+@dataclass(frozen=True)
+class DatasetRequest:
+    language: str
+    #: seed of the cell; datasets that subsample training data use it (deterministically)
+    seed: int
+    #: the dataset's own settings from bench.toml ``[datasets.NAME]`` (after presets and --set)
+    options: Mapping[str, Any]
+    #: a directory the dataset may use for its cache (shared between runs)
+    cache_dir: Path
+
+
+@dataclass(frozen=True)
+class DatasetSplits:
+    train: Sequence[Utterance]
+    dev: Sequence[Utterance]
+    test: Sequence[Utterance]
+    #: facts recorded with the result: hours, speakers, skipped rows and why
+    info: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    name: str
+    languages: tuple[str, ...]
+    load: Callable[[DatasetRequest], DatasetSplits]
+    version: str = "0"
+    description: str = ""
+    #: option names the dataset understands (used to reject typos in bench.toml)
+    options: tuple[str, ...] = ()
+
+
+# --------------------------------------------------------------------------- models
+@dataclass(frozen=True)
+class ModelRequest:
+    vocab_size: int
+    #: index of the CTC blank, which is also the padding index
+    blank_id: int
+    seed: int
+    #: SpecAugment-style time masking probability during fine-tuning
+    mask_time_prob: float = 0.05
+    #: the model's own settings from bench.toml ``[models.NAME]``
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+
+class SpeechCTCModel(torch.nn.Module, abc.ABC):
+    """What the training loop needs from a model: a feature encoder and the rest.
+
+    The split lets the loop freeze the feature encoder and, when it is frozen, compute its
+    output once per utterance and reuse it (exact, since the encoder is deterministic).
+    """
+
+    #: whether audio must be normalised to zero mean and unit variance per utterance
+    normalize_audio: bool = True
+
+    @abc.abstractmethod
+    def encode(self, audio: torch.Tensor) -> torch.Tensor:
+        """Feature encoder: ``(B, samples)`` -> ``(B, frames, channels)``."""
+
+    @abc.abstractmethod
+    def head(self, features: torch.Tensor, frame_mask: torch.Tensor) -> torch.Tensor:
+        """Everything after the feature encoder: -> CTC logits ``(B, frames, vocab)``."""
+
+    @abc.abstractmethod
+    def frame_lengths(self, sample_lengths: torch.Tensor) -> torch.Tensor:
+        """Number of encoder frames for each number of input samples."""
+
+    @abc.abstractmethod
+    def feature_encoder_parameters(self) -> Sequence[torch.nn.Parameter]:
+        """Parameters of :meth:`encode` (frozen when the configuration says so)."""
+
+    def forward(self, audio: torch.Tensor, sample_lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        lengths = self.frame_lengths(sample_lengths)
+        features = self.encode(audio)
+        mask = frame_mask(lengths, features.shape[1])
+        return self.head(features, mask), lengths
+
+
+def frame_mask(lengths: torch.Tensor, frames: int) -> torch.Tensor:
+    """``(B, frames)`` boolean mask, True on valid frames."""
+    positions = torch.arange(frames, device=lengths.device)
+    return positions[None, :] < lengths[:, None]
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    build: Callable[[ModelRequest], SpeechCTCModel]
+    version: str = "0"
+    description: str = ""
+    #: facts shown by ``bench list`` and stored with every result (hub id, architecture, ...)
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+    #: cheap availability check run before any cell is computed; raises BenchError
+    check: Callable[[], None] | None = None
+
+
+@dataclass(frozen=True)
+class ModelScheme:
+    """A family of models named ``PREFIX:ARGUMENT`` (for example ``hf:facebook/wav2vec2-base``)."""
+
+    prefix: str
+    resolve: Callable[[str], ModelSpec]
+    description: str = ""
+
+
+# --------------------------------------------------------------------------- metrics
+@dataclass(frozen=True)
+class MetricSpec:
+    name: str
+    #: corpus-level score of hypotheses against references (same order, same length)
+    compute: Callable[[Sequence[str], Sequence[str]], float]
+    version: str = "0"
+    description: str = ""
+    lower_is_better: bool = True

@@ -1,0 +1,172 @@
+"""The ``bench`` command line: run, list, report."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from tabulate import tabulate
+
+from harness import __version__
+from harness.config import RunConfig, load_config, parse_set
+from harness.errors import BenchError
+from harness.plugins import Registry, load_registry
+
+
+def _selection_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", help="bench.toml to read (default: ./bench.toml or $BENCH_CONFIG)")
+    parser.add_argument("--preset", help="named preset from bench.toml (default: smoke)")
+    parser.add_argument("--models", help="comma-separated model names, or 'all'")
+    parser.add_argument("--datasets", help="comma-separated dataset names, or 'all'")
+    parser.add_argument("--langs", help="comma-separated language codes, or 'all'")
+    parser.add_argument("--seeds", help="number of seeds (0..N-1)")
+    parser.add_argument("--store", help="results store (SQLite file)")
+    parser.add_argument("--set", dest="assignments", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                        help="override any bench.toml setting, e.g. --set train.steps=100 (repeatable)")
+
+
+def _config(args: argparse.Namespace) -> RunConfig:
+    overrides = parse_set(args.assignments)
+    run = overrides.setdefault("run", {})
+    for flag in ("models", "datasets", "langs", "seeds", "store"):
+        value = getattr(args, flag, None)
+        if value is not None:
+            run[flag] = value
+    return load_config(args.config, args.preset, overrides)
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from harness.progress import Progress
+    from harness.runner import execute, plan_run
+    from harness.store import ResultStore
+
+    config = _config(args)
+    registry = load_registry()
+    plan = plan_run(config, registry)
+    with ResultStore(config.store) as store:
+        done = store.done_keys(c.key for c in plan.cells)
+        if args.dry_run:
+            rows = [[c.cell.model, c.cell.dataset, c.cell.language, c.cell.seed,
+                     "stored" if c.key in done else "to compute", c.key] for c in plan.cells]
+            print(tabulate(rows, headers=["model", "dataset", "language", "seed", "state", "key"]))
+            print(f"\n{len(plan.cells)} cells, {len(done)} stored, {len(plan.cells) - len(done)} to compute "
+                  f"(preset {config.preset}, {config.train.steps} updates each; store {config.store})")
+            return 0
+        progress = Progress(len(plan.cells) - len(done), enabled=None if not args.no_progress else False)
+        try:
+            summary = execute(plan, config, store, progress)
+        except KeyboardInterrupt:
+            progress.close()
+            print("\ninterrupted: every finished cell is stored; run the same command again to continue.",
+                  file=sys.stderr)
+            return 130
+        except BenchError:
+            progress.close()
+            print("the cells finished before this error are stored; fix it and run again to continue.",
+                  file=sys.stderr)
+            raise
+        progress.close()
+        print(f"{summary.computed} cells computed, {summary.already_done} already stored "
+              f"({summary.seconds:.1f} s). Results: {config.store}")
+        _print_matrix(config, store, [c.key for c in plan.cells])
+    return 0
+
+
+def _print_matrix(config: RunConfig, store, keys: Sequence[str]) -> None:
+    from harness.report import cells_frame, matrix, summary_frame
+
+    summary = summary_frame(cells_frame(store.cells(keys)))
+    for metric in config.metrics[:1]:
+        m = matrix(summary, metric, "test")
+        if m.models:
+            print(f"\n{metric.upper()} on test (mean ± sd over {len(config.seeds)} seed(s); * best per language)")
+            print(m.table())
+
+
+def _cmd_list(args: argparse.Namespace) -> int:
+    registry = load_registry()
+    show_all = not (args.models or args.datasets or args.metrics)
+    if show_all or args.models:
+        rows = [[name, reg.spec.description, _meta(reg.spec.metadata), str(reg.origin)]
+                for name, reg in sorted(registry.models.items())]
+        rows += [[f"{prefix}:…", reg.spec.description, "", str(reg.origin)]
+                 for prefix, reg in sorted(registry.schemes.items())]
+        print(tabulate(rows, headers=["model", "description", "details", "from"]), end="\n\n")
+    if show_all or args.datasets:
+        rows = [[name, reg.spec.description, " ".join(reg.spec.languages), str(reg.origin)]
+                for name, reg in sorted(registry.datasets.items())]
+        print(tabulate(rows, headers=["dataset", "description", "languages", "from"]), end="\n\n")
+    if show_all or args.metrics:
+        rows = [[name, reg.spec.description, str(reg.origin)] for name, reg in sorted(registry.metrics.items())]
+        print(tabulate(rows, headers=["metric", "description", "from"]))
+    return 0
+
+
+def _meta(metadata) -> str:
+    keys = ("architecture", "hub_id", "parameters")
+    return ", ".join(f"{k}={metadata[k]}" for k in keys if k in metadata)
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from harness.report import write_reports
+    from harness.runner import plan_run
+    from harness.store import ResultStore
+
+    config = _config(args)
+    if not config.store.exists():
+        raise BenchError(f"no results store at {config.store}", "run `bench run` first (or pass --store)")
+    plan = plan_run(config, load_registry())
+    keys = [c.key for c in plan.cells]
+    with ResultStore(config.store) as store:
+        cells = store.cells(keys)
+        if not cells:
+            raise BenchError("none of the configured cells has a result in the store yet",
+                             "run `bench run` with the same selection first, or choose --preset/--models/--langs")
+        out = config.report_dir if args.out is None else Path(args.out)
+        paths = write_reports(cells, out, config.metrics)
+        missing = len(keys) - len(cells)
+        _print_matrix(config, store, keys)
+    print(f"\n{len(cells)} of {len(keys)} cells have results" + (f" ({missing} not run yet)" if missing else ""))
+    print("wrote " + ", ".join(str(p) for p in paths.values()))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="bench", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"bench {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="fine-tune and evaluate every cell of the matrix not yet stored")
+    _selection_flags(run)
+    run.add_argument("--dry-run", action="store_true", help="list the cells and whether they are stored")
+    run.add_argument("--no-progress", action="store_true", help="no progress bars (one line per cell)")
+    run.set_defaults(func=_cmd_run)
+
+    lst = sub.add_parser("list", help="list models, datasets (with languages) and metrics, and their origin")
+    lst.add_argument("--models", action="store_true")
+    lst.add_argument("--datasets", action="store_true")
+    lst.add_argument("--metrics", action="store_true")
+    lst.set_defaults(func=_cmd_list)
+
+    report = sub.add_parser("report", help="print the model x language matrix and write CSV, JSON, Markdown")
+    _selection_flags(report)
+    report.add_argument("--out", help="directory for the report files (default: run.report_dir)")
+    report.set_defaults(func=_cmd_report)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except BenchError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        if exc.hint:
+            print(f"  hint: {exc.hint}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

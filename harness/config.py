@@ -1,0 +1,297 @@
+"""bench.toml, presets and command-line overrides, resolved into frozen dataclasses.
+
+Layers, later ones winning: the defaults below; the top-level sections of bench.toml; the
+chosen preset's sections (``[presets.NAME.*]``); ``--set SECTION.KEY=VALUE``; the dedicated
+flags (``--models``, ``--langs``, ...).
+
+Sections: ``[run]`` (what to run and where results go), ``[train]`` (the fine-tuning recipe),
+``[datasets.NAME]`` and ``[models.NAME]`` (options handed to that plugin).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import os
+import tomllib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, get_type_hints
+
+from harness.errors import BenchError, did_you_mean
+
+DEFAULT_CONFIG = "bench.toml"
+DEFAULT_PRESET = "smoke"
+
+
+def default_cache_dir() -> Path:
+    if "BENCH_CACHE_DIR" in os.environ:
+        return Path(os.environ["BENCH_CACHE_DIR"]).expanduser()
+    base = Path(os.environ.get("XDG_CACHE_HOME", "~/.cache")).expanduser()
+    return base / "bench"
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """The fine-tuning recipe: everything here decides a cell's result (and its key)."""
+
+    #: optimiser updates
+    steps: int = 400
+    #: peak learning rate (Adam)
+    lr: float = 2e-3
+    #: tri-stage schedule: fractions of the updates spent warming up and holding; the rest decays
+    warmup: float = 0.1
+    hold: float = 0.4
+    #: padded seconds of audio per micro-batch (batches are formed by duration, not count)
+    batch_seconds: float = 16.0
+    #: micro-batches per update
+    grad_accum: int = 1
+    max_grad_norm: float = 1.0
+    weight_decay: float = 0.0
+    freeze_feature_encoder: bool = True
+    #: SpecAugment-style time masking during fine-tuning
+    mask_time_prob: float = 0.0
+    #: vocabulary: characters making up at least this share of the training text (0.001 %)
+    vocab_min_fraction: float = 1e-5
+    #: training utterances longer than this many seconds are skipped (and counted)
+    max_seconds: float = 30.0
+
+    def __post_init__(self) -> None:
+        checks = [
+            (self.steps >= 0, "train.steps must be >= 0"),
+            (self.lr > 0, "train.lr must be > 0"),
+            (0 <= self.warmup <= 1 and 0 <= self.hold <= 1 and self.warmup + self.hold <= 1,
+             "train.warmup and train.hold are fractions of the updates and must add up to at most 1"),
+            (self.batch_seconds > 0, "train.batch_seconds must be > 0"),
+            (self.grad_accum >= 1, "train.grad_accum must be >= 1"),
+            (self.max_grad_norm > 0, "train.max_grad_norm must be > 0"),
+            (0 <= self.mask_time_prob < 1, "train.mask_time_prob must be in [0, 1)"),
+            (0 <= self.vocab_min_fraction < 1, "train.vocab_min_fraction must be in [0, 1)"),
+            (self.max_seconds > 0, "train.max_seconds must be > 0"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise BenchError(f"invalid setting: {message}", "fix it in bench.toml or the --set flag")
+
+
+@dataclass(frozen=True)
+class RuntimeSettings:
+    """How to compute, not what: never part of a cell's key (recorded with it, though)."""
+
+    #: "auto" (CUDA when available, else CPU), "cpu", "cuda", "cuda:1", ...
+    device: str = "auto"
+    #: "auto" (bf16 on CUDA when supported, else fp16; fp32 on CPU), "fp32", "bf16", "fp16"
+    precision: str = "auto"
+    #: reuse frozen feature-encoder outputs across epochs: "auto", "on", "off"
+    feature_cache: str = "auto"
+    #: padded seconds of audio per evaluation batch
+    eval_batch_seconds: float = 60.0
+    #: CPU threads for torch (0: torch's default)
+    threads: int = 0
+
+    def __post_init__(self) -> None:
+        if self.precision not in {"auto", "fp32", "bf16", "fp16"}:
+            raise BenchError(f"invalid setting: run.precision={self.precision!r}",
+                             "use one of auto, fp32, bf16, fp16")
+        if self.feature_cache not in {"auto", "on", "off"}:
+            raise BenchError(f"invalid setting: run.feature_cache={self.feature_cache!r}",
+                             "use one of auto, on, off")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    models: tuple[str, ...] = ("tiny-wav2vec2", "tiny-hubert")
+    datasets: tuple[str, ...] = ("synthetic",)
+    langs: tuple[str, ...] = ("de", "es", "ru")
+    seeds: tuple[int, ...] = (0,)
+    metrics: tuple[str, ...] = ("cer", "wer")
+    store: Path = Path(".bench/results.sqlite")
+    cache_dir: Path = field(default_factory=default_cache_dir)
+    report_dir: Path = Path("reports")
+    preset: str = DEFAULT_PRESET
+    train: TrainSettings = field(default_factory=TrainSettings)
+    runtime: RuntimeSettings = field(default_factory=RuntimeSettings)
+    dataset_options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    model_options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    #: where the configuration came from (for messages and the record)
+    source: str = "(defaults)"
+
+
+_RUN_KEYS = {"models", "datasets", "langs", "seeds", "metrics", "store", "cache_dir", "report_dir"}
+_RUNTIME_KEYS = {f.name for f in dataclasses.fields(RuntimeSettings)}
+_TOP_SECTIONS = {"run", "train", "datasets", "models", "presets"}
+
+
+def _coerce(where: str, value: Any, annotation: Any) -> Any:
+    """Check a TOML value against a dataclass field type; ints are accepted for floats."""
+    if annotation is bool:
+        if isinstance(value, bool):
+            return value
+    elif annotation is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif annotation is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    elif annotation is str:
+        if isinstance(value, str):
+            return value
+    else:  # pragma: no cover - only the types above are used
+        return value
+    kind = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}[annotation]
+    raise BenchError(f"{where} must be {kind}, got {value!r}", "fix it in bench.toml or the --set flag")
+
+
+def _names(where: str, value: Any) -> tuple[str, ...]:
+    if isinstance(value, str):
+        items = [v.strip() for v in value.split(",")]
+    elif isinstance(value, Sequence) and all(isinstance(v, str) for v in value):
+        items = [v.strip() for v in value]
+    else:
+        raise BenchError(f"{where} must be a list of names or a comma-separated string, got {value!r}")
+    items = [v for v in items if v]
+    if not items:
+        raise BenchError(f"{where} is empty", "name at least one, or 'all'")
+    return tuple(dict.fromkeys(items))
+
+
+def _seeds(value: Any) -> tuple[int, ...]:
+    if isinstance(value, bool):
+        pass
+    elif isinstance(value, int):
+        if value >= 1:
+            return tuple(range(value))
+    elif isinstance(value, str) and value.strip().isdigit():
+        return _seeds(int(value))
+    elif isinstance(value, Sequence) and value and all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+        return tuple(dict.fromkeys(value))
+    raise BenchError(f"run.seeds must be a positive count (seeds 0..N-1) or a list of seeds, got {value!r}")
+
+
+def _merge(base: dict, extra: Mapping) -> dict:
+    out = copy.deepcopy(base)
+    for key, value in extra.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def _check_keys(where: str, table: Mapping, allowed: set[str]) -> None:
+    for key in table:
+        if key not in allowed:
+            raise BenchError(
+                f"{where}: unknown setting {key!r}.{did_you_mean(key, allowed)}",
+                f"valid settings there: {', '.join(sorted(allowed))}",
+            )
+
+
+def parse_set(assignments: Sequence[str]) -> dict:
+    """``["train.steps=50", "datasets.synthetic.train_minutes=2"]`` -> nested dict (TOML values)."""
+    out: dict = {}
+    for item in assignments:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise BenchError(f"--set {item!r} is not of the form SECTION.KEY=VALUE", "e.g. --set train.steps=50")
+        try:
+            value = tomllib.loads(f"v = {raw}")["v"]
+        except tomllib.TOMLDecodeError:
+            value = raw  # bare words are strings
+        parts = key.strip().split(".")
+        node = out
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = value
+    return out
+
+
+def read_toml(path: Path) -> dict:
+    try:
+        with open(path, "rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        raise BenchError(f"config file {str(path)!r} does not exist",
+                         "pass an existing file with --config, or run from the directory holding bench.toml") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise BenchError(f"{path} is not valid TOML: {exc}", "fix the syntax at the position given") from None
+
+
+def load_config(
+    path: str | Path | None = None,
+    preset: str | None = None,
+    overrides: Mapping | None = None,
+) -> RunConfig:
+    """Resolve the configuration. ``path=None`` uses ./bench.toml when present (or $BENCH_CONFIG)."""
+    data: dict = {}
+    base_dir = Path.cwd()
+    source = "(defaults)"
+    if path is None:
+        path = os.environ.get("BENCH_CONFIG") or (DEFAULT_CONFIG if Path(DEFAULT_CONFIG).exists() else None)
+    if path is not None:
+        path = Path(path)
+        data = read_toml(path)
+        base_dir = path.resolve().parent
+        source = str(path)
+    _check_keys(source, data, _TOP_SECTIONS)
+    presets = data.pop("presets", {})
+    requested = preset or data.get("run", {}).get("preset")
+    preset_name = requested or DEFAULT_PRESET
+    if requested and requested not in presets:
+        known = sorted(presets)
+        raise BenchError(
+            f"unknown preset {requested!r}.{did_you_mean(requested, known)} "
+            f"Presets in {source}: {', '.join(known) or '(none)'}.",
+            "define it as [presets.NAME] in bench.toml (or pass --config with the file that has it)",
+        )
+    chosen = presets.get(preset_name, {})
+    _check_keys(f"{source} [presets.{preset_name}]", chosen, _TOP_SECTIONS - {"presets"})
+    merged = _merge(data, chosen)
+    merged = _merge(merged, overrides or {})
+    _check_keys("--set", merged, _TOP_SECTIONS - {"presets"})
+    return _build(merged, preset_name, base_dir, source)
+
+
+def _build(data: dict, preset: str, base_dir: Path, source: str) -> RunConfig:
+    run = dict(data.get("run", {}))
+    run.pop("preset", None)
+    _check_keys("[run]", run, _RUN_KEYS | _RUNTIME_KEYS)
+    train = data.get("train", {})
+    train_hints = get_type_hints(TrainSettings)
+    _check_keys("[train]", train, set(train_hints))
+    train_settings = TrainSettings(**{k: _coerce(f"train.{k}", v, train_hints[k]) for k, v in train.items()})
+    runtime_hints = get_type_hints(RuntimeSettings)
+    runtime = RuntimeSettings(
+        **{k: _coerce(f"run.{k}", run.pop(k), runtime_hints[k]) for k in list(run) if k in _RUNTIME_KEYS}
+    )
+
+    def path_of(key: str, default: Path) -> Path:
+        if key not in run:
+            return default if default.is_absolute() else base_dir / default
+        value = Path(_coerce(f"run.{key}", run[key], str)).expanduser()
+        return value if value.is_absolute() else base_dir / value
+
+    defaults = RunConfig()
+    sections = {}
+    for name in ("datasets", "models"):
+        table = data.get(name, {})
+        if not isinstance(table, Mapping) or not all(isinstance(v, Mapping) for v in table.values()):
+            raise BenchError(f"[{name}] must hold tables such as [{name}.NAME]", f"see the {name} section of the README")
+        sections[name] = {k: dict(v) for k, v in table.items()}
+    return RunConfig(
+        models=_names("run.models", run["models"]) if "models" in run else defaults.models,
+        datasets=_names("run.datasets", run["datasets"]) if "datasets" in run else defaults.datasets,
+        langs=_names("run.langs", run["langs"]) if "langs" in run else defaults.langs,
+        seeds=_seeds(run["seeds"]) if "seeds" in run else defaults.seeds,
+        metrics=_names("run.metrics", run["metrics"]) if "metrics" in run else defaults.metrics,
+        store=path_of("store", defaults.store),
+        cache_dir=path_of("cache_dir", defaults.cache_dir),
+        report_dir=path_of("report_dir", defaults.report_dir),
+        preset=preset,
+        train=train_settings,
+        runtime=runtime,
+        dataset_options=sections["datasets"],
+        model_options=sections["models"],
+        source=source,
+    )

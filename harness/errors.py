@@ -1,0 +1,39 @@
+"""User-facing errors: one message naming the problem, one naming the fix."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+
+class BenchError(Exception):
+    """An error caused by the user's input or environment, not by a bug.
+
+    The CLI prints ``message`` and ``hint`` without a traceback and exits with status 2.
+    """
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return self.message if not self.hint else f"{self.message}\n  hint: {self.hint}"
+
+
+def did_you_mean(name: str, choices: Iterable[str]) -> str:
+    """A "did you mean" suffix ("" when nothing is close)."""
+    close = difflib.get_close_matches(name, list(choices), n=3, cutoff=0.6)
+    if not close:
+        return ""
+    return " Did you mean " + " or ".join(repr(c) for c in close) + "?"
+
+
+def unknown(kind: str, name: str, choices: Iterable[str], hint: str | None = None) -> BenchError:
+    """The standard error for an unknown model, dataset, language, metric or setting."""
+    choices = sorted(choices)
+    listing = ", ".join(choices) if choices else "(none registered)"
+    return BenchError(
+        f"unknown {kind} {name!r}.{did_you_mean(name, choices)} Known {kind}s: {listing}.",
+        hint,
+    )

@@ -1,0 +1,60 @@
+"""The cells of a run (models x datasets x languages x seeds) and the key of each cell.
+
+A cell's key is a hash of everything that decides its result: the model (name, plugin
+version, metadata, options), the dataset (name, plugin version, options), the language, the
+seed, the training recipe and the version of the loop. Anything else (device, threads,
+precision) is recorded with the result but does not change the key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from harness.config import TrainSettings
+
+#: bump when the loop changes in a way that changes results (invalidates stored cells)
+LOOP_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Cell:
+    model: str
+    dataset: str
+    language: str
+    seed: int
+
+    def label(self) -> str:
+        return f"{self.model} / {self.dataset}:{self.language} / seed {self.seed}"
+
+
+def canonical_json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str, ensure_ascii=False)
+
+
+def cell_identity(
+    cell: Cell,
+    *,
+    model_version: str,
+    model_metadata: Mapping[str, Any],
+    model_options: Mapping[str, Any],
+    dataset_version: str,
+    dataset_options: Mapping[str, Any],
+    train: TrainSettings,
+) -> dict[str, Any]:
+    """Everything that decides the cell's result, as plain data (stored with the result)."""
+    return {
+        "cell": dataclasses.asdict(cell),
+        "model": {"version": model_version, "metadata": dict(model_metadata), "options": dict(model_options)},
+        "dataset": {"version": dataset_version, "options": dict(dataset_options)},
+        "train": dataclasses.asdict(train),
+        "loop_version": LOOP_VERSION,
+    }
+
+
+def cell_key(identity: Mapping[str, Any]) -> str:
+    return hashlib.sha256(canonical_json(identity).encode()).hexdigest()[:24]

@@ -1,0 +1,190 @@
+"""Plugin discovery and the registry of models, datasets and metrics.
+
+Plugins are found through the ``bench`` entry-point group: the built-in ones are declared in
+bench's own pyproject.toml exactly as a third-party distribution would declare its own.
+``BENCH_PLUGINS`` (comma-separated entry-point names) restricts which ones load and
+``BENCH_DISABLE_PLUGINS`` excludes some.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata as md
+import os
+import sys
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+import pluggy
+
+from harness import hookspecs
+from harness.api import DatasetSpec, MetricSpec, ModelScheme, ModelSpec
+from harness.errors import BenchError, unknown
+
+ENTRY_POINT_GROUP = "bench"
+
+T = TypeVar("T", ModelSpec, DatasetSpec, MetricSpec)
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Where a registered item came from."""
+
+    plugin: str
+    distribution: str
+    version: str
+
+    def __str__(self) -> str:
+        return f"{self.distribution} {self.version}"
+
+
+@dataclass(frozen=True)
+class Registered(Generic[T]):
+    spec: T
+    origin: Origin
+
+
+class _Register(Generic[T]):
+    """The object a plugin's hook receives; calling it registers one spec."""
+
+    def __init__(self, kind: str, table: dict[str, Registered[T]], origin: Origin) -> None:
+        self._kind, self._table, self._origin = kind, table, origin
+
+    def __call__(self, spec: T) -> None:
+        if not spec.name or any(c.isspace() for c in spec.name) or "," in spec.name:
+            raise BenchError(
+                f"plugin {self._origin.plugin!r} registered a {self._kind} with an invalid name {spec.name!r}",
+                "names must be non-empty and contain no spaces or commas",
+            )
+        previous = self._table.get(spec.name)
+        if previous is not None and previous.origin != self._origin:
+            raise BenchError(
+                f"{self._kind} {spec.name!r} is registered twice: by {previous.origin.plugin} "
+                f"({previous.origin}) and by {self._origin.plugin} ({self._origin})",
+                "uninstall one of them or exclude one with BENCH_DISABLE_PLUGINS=NAME",
+            )
+        self._table[spec.name] = Registered(spec, self._origin)
+
+
+class ModelRegister(_Register[ModelSpec]):
+    def __init__(self, table: dict, schemes: dict, origin: Origin) -> None:
+        super().__init__("model", table, origin)
+        self._schemes = schemes
+
+    def scheme(self, scheme: ModelScheme) -> None:
+        self._schemes[scheme.prefix] = Registered(scheme, self._origin)  # type: ignore[arg-type]
+
+
+class DatasetRegister(_Register[DatasetSpec]):
+    def __init__(self, table: dict, origin: Origin) -> None:
+        super().__init__("dataset", table, origin)
+
+
+class MetricRegister(_Register[MetricSpec]):
+    def __init__(self, table: dict, origin: Origin) -> None:
+        super().__init__("metric", table, origin)
+
+
+def _names_from_env(variable: str) -> set[str] | None:
+    value = os.environ.get(variable)
+    if value is None:
+        return None
+    return {item.strip() for item in value.split(",") if item.strip()}
+
+
+class Registry:
+    """Every model, dataset and metric the loaded plugins provide."""
+
+    def __init__(self) -> None:
+        self.pm = pluggy.PluginManager(hookspecs.PROJECT)
+        self.pm.add_hookspecs(hookspecs)
+        self.models: dict[str, Registered[ModelSpec]] = {}
+        self.schemes: dict[str, Registered[Any]] = {}
+        self.datasets: dict[str, Registered[DatasetSpec]] = {}
+        self.metrics: dict[str, Registered[MetricSpec]] = {}
+        self._origins: dict[str, Origin] = {}
+        self.load_errors: list[str] = []
+
+    # ------------------------------------------------------------------ loading
+    def add_plugin(self, plugin: object, name: str, distribution: str = "(local)", version: str = "") -> None:
+        """Register a plugin object (module) directly; entry points go through here too."""
+        self.pm.register(plugin, name=name)
+        self._origins[name] = Origin(name, distribution, version)
+
+    def load_entry_points(self) -> None:
+        only = _names_from_env("BENCH_PLUGINS")
+        disabled = _names_from_env("BENCH_DISABLE_PLUGINS") or set()
+        for ep in md.entry_points(group=ENTRY_POINT_GROUP):
+            if (only is not None and ep.name not in only) or ep.name in disabled:
+                continue
+            if self.pm.has_plugin(ep.name):
+                continue
+            dist = ep.dist
+            try:
+                plugin = ep.load()
+            except Exception as exc:  # a broken third-party plugin must not take bench down
+                message = (
+                    f"plugin {ep.name!r} ({ep.value}) from {dist.name if dist else '?'} failed to load: "
+                    f"{type(exc).__name__}: {exc}. Fix or uninstall it, or set BENCH_DISABLE_PLUGINS={ep.name}."
+                )
+                self.load_errors.append(message)
+                continue
+            self.add_plugin(plugin, ep.name, dist.name if dist else "(unknown)", dist.version if dist else "")
+
+    def collect(self) -> "Registry":
+        """Call every plugin's register hooks; each spec remembers which plugin gave it."""
+        for hook_name in ("bench_register_models", "bench_register_datasets", "bench_register_metrics"):
+            for impl in getattr(self.pm.hook, hook_name).get_hookimpls():
+                origin = self._origins.get(impl.plugin_name, Origin(impl.plugin_name, "(local)", ""))
+                if hook_name == "bench_register_models":
+                    register: Any = ModelRegister(self.models, self.schemes, origin)
+                elif hook_name == "bench_register_datasets":
+                    register = DatasetRegister(self.datasets, origin)
+                else:
+                    register = MetricRegister(self.metrics, origin)
+                impl.function(register=register)
+        return self
+
+    # ------------------------------------------------------------------ lookup
+    def model(self, name: str) -> Registered[ModelSpec]:
+        if name in self.models:
+            return self.models[name]
+        prefix, sep, argument = name.partition(":")
+        if sep and prefix in self.schemes:
+            scheme = self.schemes[prefix]
+            return Registered(scheme.spec.resolve(argument), scheme.origin)
+        hint = None
+        if sep:
+            hint = f"known model schemes: {', '.join(sorted(self.schemes)) or '(none)'} (PREFIX:ARGUMENT)"
+        elif self.schemes:
+            hint = "any Hugging Face CTC checkpoint works as hf:HUB_ID or hf:/path/to/checkpoint"
+        raise unknown("model", name, self.models, hint)
+
+    def dataset(self, name: str) -> Registered[DatasetSpec]:
+        if name not in self.datasets:
+            raise unknown("dataset", name, self.datasets)
+        return self.datasets[name]
+
+    def metric(self, name: str) -> Registered[MetricSpec]:
+        if name not in self.metrics:
+            raise unknown("metric", name, self.metrics)
+        return self.metrics[name]
+
+    def plugin_origins(self) -> Iterable[Origin]:
+        return self._origins.values()
+
+
+def load_registry() -> Registry:
+    """The registry of every installed plugin (entry points), collected."""
+    registry = Registry()
+    registry.load_entry_points()
+    registry.collect()
+    for message in registry.load_errors:
+        print(f"warning: {message}", file=sys.stderr)
+    if not registry.models and not registry.datasets:
+        print(
+            "warning: no bench plugins found. Install bench with `pip install -e .` so that its "
+            "entry points (and those of its built-in plugins) are registered.",
+            file=sys.stderr,
+        )
+    return registry

@@ -1,0 +1,343 @@
+"""The one fine-tune/eval loop that every cell of every matrix goes through.
+
+Given a model builder, a dataset's splits and the recipe, it normalises the transcripts,
+builds the character vocabulary from the training text, fine-tunes the model with a CTC
+loss (frozen feature encoder, Adam, tri-stage schedule, gradient accumulation and clipping,
+duration-sized batches, autocast) and decodes dev and test greedily, keeping every hypothesis.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from harness.api import SAMPLING_RATE, DatasetSplits, MetricSpec, ModelRequest, SpeechCTCModel, Utterance, frame_mask
+from harness.batching import duration_batches, endless_batches, pad_stack, padding_fraction
+from harness.config import RuntimeSettings, TrainSettings
+from harness.device import autocast, resolve_device, resolve_precision, seed_everything
+from harness.errors import BenchError
+from harness.progress import Progress
+from harness.schedule import tri_stage_scheduler
+from harness.text import Vocabulary, build_vocabulary, greedy_decode, normalize
+
+#: frozen-encoder outputs are cached automatically when they fit in this many bytes
+FEATURE_CACHE_BUDGET = 4 * 2**30
+
+
+@dataclass(frozen=True)
+class SplitResult:
+    metrics: dict[str, float]
+    #: (utterance id, normalised reference, hypothesis)
+    hypotheses: list[tuple[str, str, str]]
+    utterances: int
+    seconds: float
+
+
+@dataclass(frozen=True)
+class CellOutcome:
+    splits: dict[str, SplitResult]
+    vocabulary: tuple[str, ...]
+    train_info: dict[str, Any]
+    #: utterances left out, by split and reason (never silently)
+    skipped: dict[str, dict[str, int]] = field(default_factory=dict)
+
+
+@dataclass
+class _Split:
+    ids: list[str]
+    audio: list[torch.Tensor]
+    refs: list[str]
+    labels: list[list[int]]
+    skipped: Counter
+    oov_chars: int = 0
+
+    @property
+    def samples(self) -> list[int]:
+        return [len(a) for a in self.audio]
+
+
+def _usable_audio(utt: Utterance) -> bool:
+    audio = utt.audio
+    return audio is not None and audio.ndim == 1 and len(audio) > 0 and bool(np.isfinite(audio).all())
+
+
+def _prepare_audio(audio: np.ndarray, normalise: bool) -> torch.Tensor:
+    audio = audio.astype(np.float32, copy=False)
+    if normalise:
+        audio = (audio - audio.mean()) / math.sqrt(float(audio.var()) + 1e-7)
+    return torch.from_numpy(np.ascontiguousarray(audio))
+
+
+def _prepare(utterances: Sequence[Utterance], lang: str, max_seconds: float | None) -> _Split:
+    """Keep the usable utterances (audio stays raw NumPy until :func:`_to_tensors`)."""
+    split = _Split([], [], [], [], Counter())
+    for utt in utterances:
+        if not _usable_audio(utt):
+            split.skipped["bad_audio"] += 1
+            continue
+        if max_seconds is not None and utt.seconds > max_seconds:
+            split.skipped["too_long"] += 1
+            continue
+        text = normalize(utt.text or "", lang)
+        if not text.strip():
+            split.skipped["empty_transcript"] += 1
+            continue
+        split.ids.append(utt.id)
+        split.audio.append(utt.audio)
+        split.refs.append(text)
+    return split
+
+
+def _to_tensors(split: _Split, normalise: bool) -> _Split:
+    split.audio = [_prepare_audio(a, normalise) for a in split.audio]
+    return split
+
+
+def _encode_labels(split: _Split, vocab: Vocabulary, drop_empty: bool) -> _Split:
+    keep = []
+    for i, ref in enumerate(split.refs):
+        ids, missing = vocab.encode(ref)
+        split.oov_chars += missing
+        if drop_empty and not ids:
+            split.skipped["no_known_characters"] += 1
+            continue
+        split.labels.append(ids)
+        keep.append(i)
+    if drop_empty:
+        split.ids = [split.ids[i] for i in keep]
+        split.audio = [split.audio[i] for i in keep]
+        split.refs = [split.refs[i] for i in keep]
+    return split
+
+
+class _Features:
+    """Encoder outputs for a split: cached once when the encoder is frozen, else computed."""
+
+    def __init__(self, model: SpeechCTCModel, split: _Split, device: torch.device, amp, cached: bool) -> None:
+        self.model, self.split, self.device, self.amp, self.cached = model, split, device, amp, cached
+        self.frames = model.frame_lengths(torch.tensor(split.samples, dtype=torch.long)).tolist()
+        self._cache: list[torch.Tensor] | None = None
+
+    def build_cache(self, progress: Progress | None = None) -> None:
+        cache = []
+        with torch.no_grad(), self.amp:
+            for i, audio in enumerate(self.split.audio):
+                feats = self.model.encode(audio.to(self.device)[None])[0]
+                cache.append(feats[: self.frames[i]].detach())
+                if progress:
+                    progress.advance()
+        self._cache = cache
+
+    def batch(self, indices: Sequence[int], grad: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        lengths = torch.tensor([self.frames[i] for i in indices], dtype=torch.long, device=self.device)
+        if self.cached:
+            if self._cache is None:
+                with torch.no_grad(), self.amp:
+                    feats = pad_stack(
+                        [self.model.encode(self.split.audio[i].to(self.device)[None])[0][: self.frames[i]] for i in indices]
+                    )
+            else:
+                feats = pad_stack([self._cache[i] for i in indices])
+        else:
+            audio = pad_stack([self.split.audio[i] for i in indices]).to(self.device, non_blocking=True)
+            with torch.set_grad_enabled(grad), self.amp:
+                feats = self.model.encode(audio)
+        return feats, lengths
+
+
+def _decide_cache(setting: str, frozen: bool, model: SpeechCTCModel, split: _Split, device, amp) -> bool:
+    if not frozen or setting == "off":
+        return False
+    if setting == "on":
+        return True
+    if not split.audio:
+        return False
+    with torch.no_grad(), amp:
+        probe = model.encode(split.audio[0].to(device)[None])
+    bytes_per_sample = probe.element_size() * probe.shape[1] * probe.shape[2] / len(split.audio[0])
+    return bytes_per_sample * sum(split.samples) <= FEATURE_CACHE_BUDGET
+
+
+def fine_tune_and_evaluate(
+    build_model: Callable[[ModelRequest], SpeechCTCModel],
+    data: DatasetSplits,
+    language: str,
+    seed: int,
+    train: TrainSettings,
+    runtime: RuntimeSettings,
+    metrics: Sequence[MetricSpec],
+    model_options: Mapping[str, Any] | None = None,
+    progress: Progress | None = None,
+) -> CellOutcome:
+    device = resolve_device(runtime.device)
+    precision = resolve_precision(runtime.precision, device)
+    amp = autocast(device, precision)
+    if runtime.threads > 0:
+        torch.set_num_threads(runtime.threads)
+
+    # ---------------------------------------------------------------- data and vocabulary
+    splits = {
+        "train": _prepare(data.train, language, train.max_seconds),
+        "dev": _prepare(data.dev, language, None),
+        "test": _prepare(data.test, language, None),
+    }
+    train_split = splits["train"]
+    if not train_split.ids:
+        raise BenchError(
+            f"no usable training utterances for {language!r} "
+            f"(skipped: {dict(train_split.skipped) or 'none were given'})",
+            "check the dataset for this language (audio present, transcripts not empty)",
+        )
+    vocab = build_vocabulary(train_split.refs, train.vocab_min_fraction)
+    seed_everything(seed)
+    model = build_model(
+        ModelRequest(
+            vocab_size=len(vocab),
+            blank_id=vocab.blank_id,
+            seed=seed,
+            mask_time_prob=train.mask_time_prob,
+            options=dict(model_options or {}),
+        )
+    )
+    for name, split in splits.items():
+        _to_tensors(split, model.normalize_audio)
+        _encode_labels(split, vocab, drop_empty=name == "train")
+    eval_splits = {"dev": splits["dev"], "test": splits["test"]}
+    model.to(device)
+
+    frozen = train.freeze_feature_encoder
+    for p in model.feature_encoder_parameters():
+        p.requires_grad_(not frozen)
+    use_cache = _decide_cache(runtime.feature_cache, frozen, model, train_split, device, amp)
+    features = _Features(model, train_split, device, amp, use_cache)
+
+    # CTC needs at least as many frames as labels (plus blanks between repeats)
+    keep = [i for i, ids in enumerate(train_split.labels) if len(ids) + _repeats(ids) <= features.frames[i]]
+    if len(keep) < len(train_split.labels):
+        train_split.skipped["shorter_than_transcript"] += len(train_split.labels) - len(keep)
+        for attr in ("ids", "audio", "refs", "labels"):
+            setattr(train_split, attr, [getattr(train_split, attr)[i] for i in keep])
+        features = _Features(model, train_split, device, amp, use_cache)
+    if not train_split.ids:
+        raise BenchError(f"every training utterance for {language!r} is too short for its transcript",
+                         "check that audio and transcripts belong together")
+
+    info: dict[str, Any] = {
+        "device": str(device),
+        "precision": precision,
+        "feature_cache": use_cache,
+        "vocab_size": len(vocab),
+        "train_utterances": len(train_split.ids),
+        "train_hours": sum(train_split.samples) / SAMPLING_RATE / 3600,
+        "oov_chars": {n: s.oov_chars for n, s in eval_splits.items()},
+        "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
+        "parameters": sum(p.numel() for p in model.parameters()),
+    }
+    # ---------------------------------------------------------------- fine-tuning
+    if train.steps > 0:
+        if use_cache:
+            bar = progress.stage("encode", len(train_split.ids)) if progress else None
+            model.eval()
+            features.build_cache(bar)
+        seed_everything(seed)
+        info.update(_fit(model, features, train_split, train, seed, device, precision, amp, progress))
+
+    # ---------------------------------------------------------------- evaluation
+    results = {}
+    for name, split in eval_splits.items():
+        results[name] = _evaluate(model, split, vocab, runtime, device, amp, metrics, use_cache)
+    skipped = {"train": dict(train_split.skipped), **{n: dict(s.skipped) for n, s in eval_splits.items()}}
+    return CellOutcome(results, vocab.symbols, info, skipped)
+
+
+def _repeats(ids: Sequence[int]) -> int:
+    return sum(1 for a, b in zip(ids, ids[1:]) if a == b)
+
+
+def _fit(model, features: _Features, split: _Split, train: TrainSettings, seed, device, precision, amp, progress):
+    model.train()
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.Adam(params, lr=train.lr, weight_decay=train.weight_decay)
+    scheduler = tri_stage_scheduler(optimizer, train.steps, train.warmup, train.hold)
+    scaler = torch.amp.GradScaler(device.type) if precision == "fp16" else None
+    budget = int(train.batch_seconds * SAMPLING_RATE)
+    batches = endless_batches(split.samples, budget, seed)
+    labels = [torch.tensor(ids, dtype=torch.long) for ids in split.labels]
+    bar = progress.stage("train", train.steps) if progress else None
+    seen_batches: list[list[int]] = []
+    losses: list[float] = []
+    running = torch.zeros((), device=device)
+    audio_samples = 0
+    start = time.perf_counter()
+    for update in range(train.steps):
+        micro = [next(batches) for _ in range(train.grad_accum)]
+        seen_batches.extend(micro)
+        chars = sum(len(split.labels[i]) for batch in micro for i in batch)
+        for batch in micro:
+            feats, lengths = features.batch(batch, grad=not train.freeze_feature_encoder)
+            with amp:
+                logits = model.head(feats, frame_mask(lengths, feats.shape[1]))
+            log_probs = logits.float().log_softmax(-1).transpose(0, 1)
+            targets = torch.cat([labels[i] for i in batch]).to(device, non_blocking=True)
+            target_lengths = torch.tensor([len(labels[i]) for i in batch], dtype=torch.long, device=device)
+            loss = F.ctc_loss(log_probs, targets, lengths, target_lengths, blank=0,
+                              reduction="sum", zero_infinity=True) / chars
+            (scaler.scale(loss) if scaler else loss).backward()
+            running += loss.detach()
+            audio_samples += sum(split.samples[i] for i in batch)
+        if scaler:
+            scaler.unscale_(optimizer)
+        torch.nn.utils.clip_grad_norm_(params, train.max_grad_norm)
+        if scaler:
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        scheduler.step()
+        if (update + 1) % 25 == 0 or update + 1 == train.steps:  # one host sync every 25 updates
+            window = (update % 25) + 1
+            losses.append(running.item() / window)
+            running.zero_()
+            if bar:
+                bar.set_postfix(loss=f"{losses[-1]:.3f}")
+        if bar:
+            bar.advance()
+    elapsed = time.perf_counter() - start
+    return {
+        "updates": train.steps,
+        "train_seconds": elapsed,
+        "audio_seconds_per_second": audio_samples / SAMPLING_RATE / max(elapsed, 1e-9),
+        "padding_fraction": padding_fraction(split.samples, seen_batches),
+        "loss_curve": [round(v, 4) for v in losses],
+    }
+
+
+def _evaluate(model, split: _Split, vocab: Vocabulary, runtime: RuntimeSettings, device, amp, metrics, cached):
+    model.eval()
+    features = _Features(model, split, device, amp, cached)
+    hyps: list[str] = [""] * len(split.ids)
+    budget = int(runtime.eval_batch_seconds * SAMPLING_RATE)
+    with torch.no_grad():
+        for batch in duration_batches(split.samples, budget):
+            feats, lengths = features.batch(batch, grad=False)
+            with amp:
+                logits = model.head(feats, frame_mask(lengths, feats.shape[1]))
+            best = logits.argmax(-1).cpu()
+            for row, i in enumerate(batch):
+                hyps[i] = greedy_decode(best[row, : features.frames[i]].tolist(), vocab)
+    scores = {m.name: float(m.compute(split.refs, hyps)) if split.refs else float("nan") for m in metrics}
+    return SplitResult(
+        metrics=scores,
+        hypotheses=list(zip(split.ids, split.refs, hyps)),
+        utterances=len(split.ids),
+        seconds=sum(split.samples) / SAMPLING_RATE,
+    )

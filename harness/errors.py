@@ -23,7 +23,12 @@ class BenchError(Exception):
 
 def did_you_mean(name: str, choices: Iterable[str]) -> str:
     """A "did you mean" suffix ("" when nothing is close)."""
-    close = difflib.get_close_matches(name, list(choices), n=3, cutoff=0.6)
+    choices = list(choices)
+    lowered = name.lower()
+    # codes with a region ("zh" for "zh-CN", "sv" for "sv-SE") and case slips count as close
+    close = [c for c in choices if c.lower() == lowered or c.lower().split("-")[0] == lowered]
+    close += [c for c in difflib.get_close_matches(name, choices, n=3, cutoff=0.6) if c not in close]
+    close = close[:3]
     if not close:
         return ""
     return " Did you mean " + " or ".join(repr(c) for c in close) + "?"

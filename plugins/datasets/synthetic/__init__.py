@@ -8,10 +8,11 @@ disk, so a second run does not synthesise again.
 
 from __future__ import annotations
 
+import concurrent.futures
 import hashlib
 import json
+import multiprocessing
 import sys
-import zlib
 from pathlib import Path
 from typing import Any
 
@@ -21,9 +22,11 @@ from harness.api import SAMPLING_RATE, DatasetRequest, DatasetSpec, DatasetSplit
 from harness.errors import BenchError
 from harness.hookspecs import hookimpl
 
-from .words import LANGUAGES, sentence
+from . import generate
+from .generate import SPLITS
+from .words import LANGUAGES
 
-VERSION = "1"
+VERSION = "2"
 
 DEFAULTS: dict[str, Any] = {
     "train_minutes": 8.0,
@@ -38,8 +41,6 @@ DEFAULTS: dict[str, Any] = {
     "rate": [130, 210],
     "pitch": [25, 75],
 }
-VOICE_VARIANTS = ("m1", "m2", "m3", "m4", "m5", "m6", "m7", "f1", "f2", "f3", "f4", "f5")
-SPLITS = ("train", "dev", "test")
 
 
 def _options(raw: dict[str, Any]) -> dict[str, Any]:
@@ -56,56 +57,19 @@ def _options(raw: dict[str, Any]) -> dict[str, Any]:
     return options
 
 
-def _split_of(text: str) -> str:
-    """Split by a hash of the sentence: the same sentence always lands in the same split."""
-    bucket = zlib.crc32(text.encode("utf-8")) % 10
-    return "train" if bucket < 8 else ("dev" if bucket == 8 else "test")
-
-
 def _synthesise(code: str, options: dict[str, Any]) -> dict[str, list[Utterance]]:
-    import soxr
+    """Synthesise one language in a fresh worker process.
 
-    from .espeak import ESpeak
-
-    engine = ESpeak.get()
-    voice = LANGUAGES[code][1]
-    seed = [int(options["corpus_seed"]), zlib.crc32(code.encode())]
-    rng = np.random.default_rng(seed)
-    targets = {s: options[f"{s}_minutes"] * 60 * SAMPLING_RATE for s in SPLITS}
-    totals = dict.fromkeys(SPLITS, 0)
-    seen: set[str] = set()
-    out: dict[str, list[Utterance]] = {s: [] for s in SPLITS}
-    attempts = 0
-    while any(totals[s] < targets[s] for s in SPLITS):
-        attempts += 1
-        if attempts > 200_000:
-            raise BenchError(f"could not make enough distinct sentences for {code!r}",
-                             "raise datasets.synthetic.vocabulary_size or lower the minutes")
-        text = sentence(code, rng, int(options["vocabulary_size"]), int(options["min_words"]),
-                        int(options["max_words"]))
-        split = _split_of(text)
-        if text in seen or totals[split] >= targets[split]:
-            continue
-        seen.add(text)
-        variant = VOICE_VARIANTS[int(rng.integers(len(VOICE_VARIANTS)))]
-        rate = int(rng.integers(options["rate"][0], options["rate"][1] + 1))
-        pitch = int(rng.integers(options["pitch"][0], options["pitch"][1] + 1))
-        raw = engine.synthesize(text, f"{voice}+{variant}", rate=rate, pitch=pitch)
-        if len(raw) == 0:
-            continue
-        audio = soxr.resample(raw.astype(np.float32) / 32768.0, engine.sample_rate, SAMPLING_RATE)
-        lead, tail = rng.integers(0, SAMPLING_RATE // 5, size=2)
-        audio = np.concatenate([np.zeros(lead, np.float32), audio, np.zeros(tail, np.float32)])
-        power = float(np.mean(audio**2)) + 1e-12
-        snr = rng.uniform(*options["snr_db"])
-        audio = audio + rng.normal(0.0, np.sqrt(power / 10 ** (snr / 10)), size=len(audio))
-        peak = 0.9 * audio / max(float(np.abs(audio).max()), 1e-6)
-        # 16-bit quantisation here, so the int16 cache holds exactly what a fresh synthesis gives
-        audio = (np.round(peak * 32767) / 32767).astype(np.float32)
-        index = len(out[split])
-        out[split].append(Utterance(f"{code}-{split}-{index:05d}", audio, text, speaker=variant))
-        totals[split] += len(audio)
-    return out
+    eSpeak NG carries hidden state from one synthesis to the next inside a process, so the
+    same call sequence gives the same audio only from the same starting state: a new process.
+    """
+    context = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
+        try:
+            rows = pool.submit(generate.synthesise, code, options).result()
+        except RuntimeError as exc:
+            raise BenchError(str(exc).split("; ")[0], str(exc).split("; ")[-1]) from None
+    return {split: [Utterance(*row) for row in items] for split, items in rows.items()}
 
 
 def _cache_file(cache_dir: Path, code: str, options: dict[str, Any]) -> Path:

@@ -1,8 +1,9 @@
-"""The ``bench`` command line: run, list, report."""
+"""The ``bench`` command line: run, list, report, compare."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -109,27 +110,79 @@ def _meta(metadata) -> str:
     return ", ".join(f"{k}={metadata[k]}" for k in keys if k in metadata)
 
 
-def _cmd_report(args: argparse.Namespace) -> int:
-    from harness.report import write_reports
+def _stored_cells(config: RunConfig):
+    """The stored results of the configured matrix (and how many cells it has)."""
     from harness.runner import plan_run
     from harness.store import ResultStore
 
-    config = _config(args)
     if not config.store.exists():
         raise BenchError(f"no results store at {config.store}", "run `bench run` first (or pass --store)")
-    plan = plan_run(config, load_registry())
-    keys = [c.key for c in plan.cells]
+    keys = [c.key for c in plan_run(config, load_registry()).cells]
     with ResultStore(config.store) as store:
         cells = store.cells(keys)
-        if not cells:
-            raise BenchError("none of the configured cells has a result in the store yet",
-                             "run `bench run` with the same selection first, or choose --preset/--models/--langs")
-        out = config.report_dir if args.out is None else Path(args.out)
-        paths = write_reports(cells, out, config.metrics)
-        missing = len(keys) - len(cells)
-        _print_matrix(config, store, keys)
-    print(f"\n{len(cells)} of {len(keys)} cells have results" + (f" ({missing} not run yet)" if missing else ""))
+    if not cells:
+        raise BenchError("none of the configured cells has a result in the store yet",
+                         "run `bench run` with the same selection first, or choose --preset/--models/--langs")
+    return cells, len(keys)
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from harness.report import write_reports
+    from harness.store import ResultStore
+
+    config = _config(args)
+    cells, planned = _stored_cells(config)
+    out = config.report_dir if args.out is None else Path(args.out)
+    paths = write_reports(cells, out, config.metrics, Path(args.json) if args.json else None)
+    with ResultStore(config.store) as store:
+        _print_matrix(config, store, [c.key for c in cells])
+    for items in json.loads(paths["json"].read_text())["findings"].values():
+        print("\n" + "\n".join(f"- {f['sentence']}" for f in items))
+    missing = planned - len(cells)
+    print(f"\n{len(cells)} of {planned} cells have results" + (f" ({missing} not run yet)" if missing else ""))
     print("wrote " + ", ".join(str(p) for p in paths.values()))
+    return 0
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    import tempfile
+
+    from harness.compare import compare, load_results, parse_tolerances
+    from harness.report import write_reports
+
+    baseline = load_results(args.baseline)
+    if args.current:
+        current = load_results(args.current)
+    else:
+        config = _config(args)
+        cells, _ = _stored_cells(config)
+        with tempfile.TemporaryDirectory() as tmp:
+            current = load_results(write_reports(cells, Path(tmp), config.metrics)["json"])
+    registry_metrics = {}
+    try:
+        registry_metrics = load_registry().metrics
+    except BenchError:
+        pass
+    higher = frozenset(n for n, reg in registry_metrics.items() if not reg.spec.lower_is_better)
+    result = compare(baseline, current, parse_tolerances(args.abs), parse_tolerances(args.rel), higher)
+    label = lambda key: f"{key[0]} {key[1]}:{key[2]} {key[3]} {key[4]}"  # noqa: E731
+    for title, items in (("regressions", result.regressions), ("improvements", result.improvements)):
+        if items:
+            print(f"{title}:")
+            print(tabulate([[label(d.key), f"{d.baseline:.4f}", f"{d.current:.4f}", f"{d.change:+.4f}",
+                             f"{d.tolerance:.4f}"] for d in items],
+                           headers=["cell", "baseline", "current", "change", "tolerance"], disable_numparse=True))
+            print()
+    for title, keys in (("missing from the current results", result.missing),
+                        ("not in the baseline (new)", result.extra)):
+        if keys:
+            print(f"{title}: " + ", ".join(label(k) for k in keys))
+    print(f"{len(result.deltas)} compared: {len(result.regressions)} regressions, "
+          f"{len(result.improvements)} improvements, {len(result.missing)} missing, {len(result.extra)} new")
+    if result.failed(args.allow_missing):
+        print("FAIL: " + ("regression beyond tolerance" if result.regressions else "cells missing"), file=sys.stderr)
+        return 1
+    print("OK")
     return 0
 
 
@@ -153,7 +206,19 @@ def build_parser() -> argparse.ArgumentParser:
     report = sub.add_parser("report", help="print the model x language matrix and write CSV, JSON, Markdown")
     _selection_flags(report)
     report.add_argument("--out", help="directory for the report files (default: run.report_dir)")
+    report.add_argument("--json", metavar="FILE", help="also write the results JSON here (a baseline for compare)")
     report.set_defaults(func=_cmd_report)
+
+    cmp = sub.add_parser("compare", help="compare results with a baseline; exit 1 on a regression (for CI)")
+    cmp.add_argument("baseline", help="JSON written by `bench report --json FILE`")
+    cmp.add_argument("current", nargs="?", help="JSON to compare (default: the configured cells in the store)")
+    _selection_flags(cmp)
+    cmp.add_argument("--abs", action="append", default=[], metavar="METRIC=X",
+                     help="absolute tolerance per metric (default 0.01), e.g. --abs cer=0.02")
+    cmp.add_argument("--rel", action="append", default=[], metavar="METRIC=X",
+                     help="relative tolerance per metric (share of the baseline), e.g. --rel wer=0.05")
+    cmp.add_argument("--allow-missing", action="store_true", help="cells missing from the current results do not fail")
+    cmp.set_defaults(func=_cmd_compare)
     return parser
 
 

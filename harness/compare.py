@@ -1,0 +1,100 @@
+"""``bench compare``: a results file against a stored baseline, for CI.
+
+Both sides are JSON files written by ``bench report --json FILE`` (or the ``matrix.json`` of
+any report). Entries are compared per (model, dataset, language, split, metric) on the mean
+over seeds. For a lower-is-better metric a regression is ``current - baseline`` above the
+tolerance ``max(absolute, relative * baseline)``; an improvement is the mirror image.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from harness.errors import BenchError
+
+#: default tolerances per metric: (absolute, relative)
+DEFAULT_TOLERANCE = (0.01, 0.0)
+
+Key = tuple[str, str, str, str, str]
+
+
+@dataclass(frozen=True)
+class Delta:
+    key: Key
+    baseline: float
+    current: float
+    tolerance: float
+    status: str  # "regression", "improvement", "same"
+
+    @property
+    def change(self) -> float:
+        return self.current - self.baseline
+
+
+@dataclass(frozen=True)
+class Comparison:
+    deltas: list[Delta]
+    missing: list[Key]  # in the baseline, not in the current results
+    extra: list[Key]  # in the current results, not in the baseline
+
+    @property
+    def regressions(self) -> list[Delta]:
+        return [d for d in self.deltas if d.status == "regression"]
+
+    @property
+    def improvements(self) -> list[Delta]:
+        return [d for d in self.deltas if d.status == "improvement"]
+
+    def failed(self, allow_missing: bool = False) -> bool:
+        return bool(self.regressions) or (bool(self.missing) and not allow_missing)
+
+
+def load_results(path: str | Path) -> dict[Key, float]:
+    path = Path(path)
+    try:
+        payload = json.loads(path.read_text())
+        rows = payload["summary"]
+        return {(r["model"], r["dataset"], r["language"], r["split"], r["metric"]): float(r["mean"]) for r in rows}
+    except FileNotFoundError:
+        raise BenchError(f"results file {str(path)!r} does not exist",
+                         "write one with `bench report --json FILE`") from None
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+        raise BenchError(f"{path} is not a bench results file ({type(exc).__name__}: {exc})",
+                         "compare files written by `bench report --json FILE`") from None
+
+
+def parse_tolerances(items: list[str]) -> dict[str, float]:
+    """``["cer=0.02", "wer=0.05"]`` -> {"cer": 0.02, "wer": 0.05}."""
+    out = {}
+    for item in items:
+        metric, sep, value = item.partition("=")
+        try:
+            number = float(value) if sep else -1.0
+        except ValueError:
+            number = -1.0
+        if number < 0 or not metric.strip():
+            raise BenchError(f"tolerance {item!r} is not of the form METRIC=NUMBER (>= 0)", "e.g. --abs cer=0.02")
+        out[metric.strip()] = number
+    return out
+
+
+def compare(
+    baseline: Mapping[Key, float],
+    current: Mapping[Key, float],
+    absolute: Mapping[str, float] | None = None,
+    relative: Mapping[str, float] | None = None,
+    higher_is_better: frozenset[str] = frozenset(),
+) -> Comparison:
+    absolute, relative = absolute or {}, relative or {}
+    deltas = []
+    for key in sorted(baseline.keys() & current.keys()):
+        metric = key[4]
+        base, now = baseline[key], current[key]
+        tolerance = max(absolute.get(metric, DEFAULT_TOLERANCE[0]), relative.get(metric, DEFAULT_TOLERANCE[1]) * abs(base))
+        worse = (base - now) if metric in higher_is_better else (now - base)
+        status = "regression" if worse > tolerance + 1e-12 else ("improvement" if -worse > tolerance + 1e-12 else "same")
+        deltas.append(Delta(key, base, now, tolerance, status))
+    return Comparison(deltas, sorted(baseline.keys() - current.keys()), sorted(current.keys() - baseline.keys()))

@@ -158,14 +158,12 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         cells, _ = _stored_cells(config)
         with tempfile.TemporaryDirectory() as tmp:
             current = load_results(write_reports(cells, Path(tmp), config.metrics)["json"])
-    registry_metrics = {}
-    try:
-        registry_metrics = load_registry().metrics
-    except BenchError:
-        pass
-    higher = frozenset(n for n, reg in registry_metrics.items() if not reg.spec.lower_is_better)
+    higher = frozenset(n for n, reg in load_registry().metrics.items() if not reg.spec.lower_is_better)
     result = compare(baseline, current, parse_tolerances(args.abs), parse_tolerances(args.rel), higher)
-    label = lambda key: f"{key[0]} {key[1]}:{key[2]} {key[3]} {key[4]}"  # noqa: E731
+
+    def label(key: tuple[str, ...]) -> str:
+        return f"{key[0]} {key[1]}:{key[2]} {key[3]} {key[4]}"
+
     for title, items in (("regressions", result.regressions), ("improvements", result.improvements)):
         if items:
             print(f"{title}:")

@@ -37,7 +37,7 @@ class TrainSettings:
     """The fine-tuning recipe: everything here decides a cell's result (and its key)."""
 
     #: optimiser updates
-    steps: int = 350
+    steps: int = 400
     #: peak learning rate (Adam)
     lr: float = 2e-3
     #: tri-stage schedule: fractions of the updates spent warming up and holding; the rest decays

@@ -145,19 +145,15 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
-    import tempfile
-
-    from harness.compare import compare, load_results, parse_tolerances
-    from harness.report import write_reports
+    from harness.compare import compare, load_results, parse_tolerances, results_from_summary
+    from harness.report import cells_frame, summary_frame
 
     baseline = load_results(args.baseline)
     if args.current:
         current = load_results(args.current)
-    else:
-        config = _config(args)
-        cells, _ = _stored_cells(config)
-        with tempfile.TemporaryDirectory() as tmp:
-            current = load_results(write_reports(cells, Path(tmp), config.metrics)["json"])
+    else:  # the summary of the stored cells, without writing a report
+        cells, _ = _stored_cells(_config(args))
+        current = results_from_summary(summary_frame(cells_frame(cells)).to_dict(orient="records"))
     higher = frozenset(n for n, reg in load_registry().metrics.items() if not reg.spec.lower_is_better)
     result = compare(baseline, current, parse_tolerances(args.abs), parse_tolerances(args.rel), higher)
 

@@ -52,12 +52,15 @@ class Comparison:
         return bool(self.regressions) or (bool(self.missing) and not allow_missing)
 
 
+def results_from_summary(rows: list[Mapping]) -> dict[Key, float]:
+    """Summary rows (as in a report's JSON or :func:`harness.report.summary_frame`) -> mean per key."""
+    return {(r["model"], r["dataset"], r["language"], r["split"], r["metric"]): float(r["mean"]) for r in rows}
+
+
 def load_results(path: str | Path) -> dict[Key, float]:
     path = Path(path)
     try:
-        payload = json.loads(path.read_text())
-        rows = payload["summary"]
-        return {(r["model"], r["dataset"], r["language"], r["split"], r["metric"]): float(r["mean"]) for r in rows}
+        return results_from_summary(json.loads(path.read_text())["summary"])
     except FileNotFoundError:
         raise BenchError(f"results file {str(path)!r} does not exist",
                          "write one with `bench report --json FILE`") from None

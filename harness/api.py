@@ -50,8 +50,11 @@ class DatasetSplits:
     train: Sequence[Utterance]
     dev: Sequence[Utterance]
     test: Sequence[Utterance]
-    #: facts recorded with the result: hours, speakers, skipped rows and why
+    #: facts recorded with the result: source, hours, utterances, speakers
     info: Mapping[str, Any] = field(default_factory=dict)
+    #: rows the dataset left out, by split and reason (``{"train": {"missing_clip": 2}}``);
+    #: merged with what the training loop skips into the cell's record
+    skipped: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -63,6 +66,9 @@ class DatasetSpec:
     description: str = ""
     #: option names the dataset understands (used to reject typos in bench.toml)
     options: tuple[str, ...] = ()
+    #: cheap check that a language can be loaded (files present, source configured), run for
+    #: every planned language before any cell is computed; raises BenchError
+    check: Callable[[DatasetRequest], None] | None = None
 
 
 # --------------------------------------------------------------------------- models

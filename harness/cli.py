@@ -88,7 +88,7 @@ def _print_matrix(config: RunConfig, store, keys: Sequence[str]) -> None:
 
 def _cmd_list(args: argparse.Namespace) -> int:
     registry = load_registry()
-    show_all = not (args.models or args.datasets or args.metrics)
+    show_all = not (args.models or args.datasets or args.metrics or args.languages)
     if show_all or args.models:
         rows = [[name, reg.spec.description, _meta(reg.spec.metadata), str(reg.origin)]
                 for name, reg in sorted(registry.models.items())]
@@ -101,7 +101,16 @@ def _cmd_list(args: argparse.Namespace) -> int:
         print(tabulate(rows, headers=["dataset", "description", "languages", "from"]), end="\n\n")
     if show_all or args.metrics:
         rows = [[name, reg.spec.description, str(reg.origin)] for name, reg in sorted(registry.metrics.items())]
-        print(tabulate(rows, headers=["metric", "description", "from"]))
+        print(tabulate(rows, headers=["metric", "description", "from"]), end="\n\n" if args.languages else "\n")
+    if args.languages:
+        from harness.languages import STUDY_LANGUAGES
+
+        rows = [[lang.code, lang.name, f"{lang.family} / {lang.subgroup}", lang.script,
+                 "yes" if lang.cased else "no", "yes" if lang.spaced else "no",
+                 " ".join(n for n, reg in sorted(registry.datasets.items()) if lang.code in reg.spec.languages)]
+                for lang in STUDY_LANGUAGES.values()]
+        print(tabulate(rows, headers=["code", "language", "family / subgroup", "script", "case", "spaces",
+                                      "datasets"]))
     return 0
 
 
@@ -195,6 +204,8 @@ def build_parser() -> argparse.ArgumentParser:
     lst.add_argument("--models", action="store_true")
     lst.add_argument("--datasets", action="store_true")
     lst.add_argument("--metrics", action="store_true")
+    lst.add_argument("--languages", action="store_true",
+                     help="the study's languages: family, script, case, spaces, and which datasets have them")
     lst.set_defaults(func=_cmd_list)
 
     report = sub.add_parser("report", help="print the model x language matrix and write CSV, JSON, Markdown")

@@ -39,6 +39,46 @@ def summary_frame(frame: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def data_frame(cells: Sequence[StoredCell]) -> pd.DataFrame:
+    """Per dataset and language: the language's metadata and what the cells trained and tested on.
+
+    Hours, utterances and speakers are means over the cells (seeds may draw different training
+    subsets); skipped rows are summed per reason over the cells' distinct data draws.
+    """
+    groups: dict[tuple[str, str], list[StoredCell]] = {}
+    for c in cells:
+        groups.setdefault((c.dataset, c.language), []).append(c)
+    rows = []
+    for (dataset, code), members in sorted(groups.items()):
+        lang = language(code)
+        row: dict = {"dataset": dataset, "language": code, "name": lang.name, "family": lang.family,
+                     "subgroup": lang.subgroup, "script": lang.script}
+        for key in ("train_hours", "train_utterances", "train_speakers", "test_hours", "test_utterances"):
+            values = [m.record.get("data", {}).get(key) for m in members]
+            values = [v for v in values if isinstance(v, (int, float))]
+            row[key] = sum(values) / len(values) if values else float("nan")
+        draws = {}  # one per seed: every model of a seed saw the same data
+        for m in members:
+            draws.setdefault(m.seed, m.record.get("skipped", {}))
+        skipped: dict[str, int] = {}
+        for draw in draws.values():
+            for split, reasons in draw.items():
+                for reason, n in reasons.items():
+                    skipped[f"{split}:{reason}"] = skipped.get(f"{split}:{reason}", 0) + n
+        row["skipped"] = ", ".join(f"{k} {v}" for k, v in sorted(skipped.items())) or "none"
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _data_table(frame: pd.DataFrame, fmt: str) -> str:
+    shown = frame.copy()
+    for key in ("train_hours", "test_hours"):
+        shown[key] = shown[key].map(lambda v: f"{v:.2f}")
+    for key in ("train_utterances", "train_speakers", "test_utterances"):
+        shown[key] = shown[key].map(lambda v: "-" if v != v else f"{v:.0f}")
+    return tabulate(shown.values.tolist(), headers=list(shown.columns), tablefmt=fmt, disable_numparse=True)
+
+
 def _column(dataset: str, lang: str, datasets: set[str]) -> str:
     return lang if len(datasets) == 1 else f"{dataset}:{lang}"
 
@@ -212,6 +252,7 @@ def write_reports(cells: Sequence[StoredCell], out_dir: Path, metrics: Sequence[
     frame = cells_frame(cells)
     summary = summary_frame(frame)
     found = findings(cells, metrics[0]) if metrics else {}
+    data = data_frame(cells)
     paths = {"csv": out_dir / "matrix.csv", "json": out_dir / "matrix.json", "md": out_dir / "matrix.md",
              "tex": out_dir / "matrix.tex", "html": out_dir / "report.html"}
     summary.to_csv(paths["csv"], index=False)
@@ -224,6 +265,7 @@ def write_reports(cells: Sequence[StoredCell], out_dir: Path, metrics: Sequence[
             for c in cells
         ],
         "summary": summary.to_dict(orient="records"),
+        "data": data.to_dict(orient="records"),
         "findings": {d: [{"topic": f.topic, "sentence": f.sentence, "p_value": f.p_value, "tested": f.tested}
                          for f in items] for d, items in found.items()},
     }
@@ -259,6 +301,10 @@ def write_reports(cells: Sequence[StoredCell], out_dir: Path, metrics: Sequence[
                 md.append(tabulate([[c, ", ".join(f"{r}. {model} ({mean:.3f})" for r, model, mean in ranked)]
                                     for c, ranked in ranks.items()], headers=["language", "ranking"],
                                    tablefmt="github") + "\n")
+    if not data.empty:
+        title = "Data: languages and what the cells trained and tested on (mean over cells)"
+        md += [f"## {title}\n", _data_table(data, "github") + "\n"]
+        html_sections.append((title, _data_table(data, "html")))
     for dataset, items in found.items():
         md.append(f"## Statistics ({dataset}, {metrics[0].upper()} on test)\n")
         md += [f"- {f.sentence}" for f in items]

@@ -105,6 +105,17 @@ class RunSummary:
     seconds: float
 
 
+def merge_skipped(*parts: Mapping[str, Mapping[str, int]]) -> dict[str, dict[str, int]]:
+    """Sum skip counts by split and reason (the dataset's and the training loop's)."""
+    out: dict[str, dict[str, int]] = {}
+    for part in parts:
+        for split, reasons in part.items():
+            for reason, count in reasons.items():
+                if count:
+                    out.setdefault(split, {})[reason] = out.get(split, {}).get(reason, 0) + int(count)
+    return out
+
+
 def _record(planned: PlannedCell, outcome: CellOutcome, data: DatasetSplits, config: RunConfig) -> dict[str, Any]:
     device = outcome.train_info.get("device", "cpu")
     return {
@@ -112,7 +123,7 @@ def _record(planned: PlannedCell, outcome: CellOutcome, data: DatasetSplits, con
         "model_origin": str(planned.model.origin),
         "dataset_origin": str(planned.dataset.origin),
         "data": dict(data.info),
-        "skipped": outcome.skipped,
+        "skipped": merge_skipped(data.skipped, outcome.skipped),
         "vocabulary": list(outcome.vocabulary),
         "train": outcome.train_info,
         "eval": {n: {"utterances": r.utterances, "seconds": r.seconds} for n, r in outcome.splits.items()},
@@ -125,17 +136,27 @@ def _record(planned: PlannedCell, outcome: CellOutcome, data: DatasetSplits, con
     }
 
 
+def _data_request(planned: PlannedCell, config: RunConfig) -> DatasetRequest:
+    cell = planned.cell
+    return DatasetRequest(cell.language, cell.seed, planned.dataset_options, config.cache_dir / "datasets" / cell.dataset)
+
+
 def execute(plan: Plan, config: RunConfig, store: ResultStore, progress: Progress | None = None) -> RunSummary:
     start = time.perf_counter()
     done = store.done_keys(c.key for c in plan.cells)
     pending = [c for c in plan.cells if c.key not in done]
     if progress:
         progress.log(f"{len(plan.cells)} cells planned, {len(done)} already in {store.path}, {len(pending)} to compute")
-    checked: set[str] = set()
-    for planned in pending:  # fail on a missing checkpoint before computing anything
-        if planned.cell.model not in checked and planned.model.spec.check is not None:
+    checked: set = set()
+    for planned in pending:  # fail on a missing checkpoint or data before computing anything
+        cell = planned.cell
+        if cell.model not in checked and planned.model.spec.check is not None:
             planned.model.spec.check()
-        checked.add(planned.cell.model)
+        checked.add(cell.model)
+        data_key = (cell.dataset, cell.language, repr(sorted(planned.dataset_options.items())))
+        if data_key not in checked and planned.dataset.spec.check is not None:
+            planned.dataset.spec.check(_data_request(planned, config))
+        checked.add(data_key)
     data_memo: tuple[tuple, DatasetSplits] | None = None
     computed = 0
     for planned in pending:
@@ -145,24 +166,26 @@ def execute(plan: Plan, config: RunConfig, store: ResultStore, progress: Progres
         cell_start = time.perf_counter()
         memo_key = (cell.dataset, cell.language, cell.seed, repr(sorted(planned.dataset_options.items())))
         if data_memo is None or data_memo[0] != memo_key:
-            request = DatasetRequest(cell.language, cell.seed, planned.dataset_options,
-                                     config.cache_dir / "datasets" / cell.dataset)
-            data_memo = (memo_key, planned.dataset.spec.load(request))
+            data_memo = (memo_key, planned.dataset.spec.load(_data_request(planned, config)))
         data = data_memo[1]
         outcome = fine_tune_and_evaluate(
             planned.model.spec.build, data, cell.language, cell.seed, config.train, config.runtime,
             plan.metrics, planned.model_options, progress,
         )
         metrics = {name: result.metrics for name, result in outcome.splits.items()}
+        record = _record(planned, outcome, data, config)
         store.put(
             planned.key,
             model=cell.model, dataset=cell.dataset, language=cell.language, seed=cell.seed,
-            metrics=metrics, record=_record(planned, outcome, data, config),
+            metrics=metrics, record=record,
             hypotheses={name: result.hypotheses for name, result in outcome.splits.items()},
             duration_s=time.perf_counter() - cell_start,
         )
         computed += 1
         if progress:
             scores = " ".join(f"{m}={v:.3f}" for m, v in metrics.get("test", {}).items())
-            progress.finish_cell(f"done  {cell.label()}: test {scores} ({time.perf_counter() - cell_start:.0f} s)")
+            skipped = "; ".join(f"{split}: " + ", ".join(f"{reason} {n}" for reason, n in sorted(reasons.items()))
+                                for split, reasons in record["skipped"].items())
+            progress.finish_cell(f"done  {cell.label()}: test {scores} ({time.perf_counter() - cell_start:.0f} s)"
+                                 + (f"; skipped {skipped}" if skipped else ""))
     return RunSummary(len(plan.cells), len(done), computed, time.perf_counter() - start)

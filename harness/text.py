@@ -19,6 +19,7 @@ BLANK = "<blank>"
 #: symbol standing for the space between words in the vocabulary
 WORD_SEPARATOR = " "
 _INNER_MARKS = {"'", "’", "-"}
+_JOINERS = {"\u200c", "\u200d"}
 
 
 def normalize(text: str, lang: str) -> str:
@@ -32,6 +33,11 @@ def normalize(text: str, lang: str) -> str:
         if ch in _INNER_MARKS:
             inside = 0 < i < len(text) - 1 and text[i - 1].isalnum() and text[i + 1].isalnum()
             out.append("'" if inside and ch != "-" else ("-" if inside else " "))
+        elif ch in _JOINERS:
+            # zero-width (non-)joiners shape Persian and Indic words: kept inside a word, else dropped
+            inside = 0 < i < len(text) - 1 and text[i - 1].isalpha() and text[i + 1].isalpha()
+            if inside:
+                out.append(ch)
         elif category[0] in "PSC" and category != "Mn":
             out.append(" ")  # punctuation, symbols, control and format characters
         elif ch.isspace():

@@ -237,7 +237,8 @@ def fine_tune_and_evaluate(
         "vocab_size": len(vocab),
         "train_utterances": len(train_split.ids),
         "train_hours": sum(train_split.samples) / SAMPLING_RATE / 3600,
-        "oov_chars": {n: s.oov_chars for n, s in eval_splits.items()},
+        # characters outside the vocabulary: dropped from training labels, left in eval references
+        "oov_chars": {n: s.oov_chars for n, s in splits.items()},
         "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
         "parameters": sum(p.numel() for p in model.parameters()),
     }

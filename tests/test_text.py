@@ -42,3 +42,15 @@ def test_greedy_decode_collapses_repeats_and_blanks():
     vocab = Vocabulary((BLANK, " ", "a", "b"))
     assert greedy_decode([0, 2, 2, 0, 2, 3, 3, 1, 1, 0, 3, 0], vocab) == "aab b"
     assert greedy_decode([1, 2, 1, 1], vocab) == "a"  # edge spaces tidied
+
+
+def test_normalize_arabic_script_punctuation_and_persian_joiner():
+    assert normalize("كيف حالك؟ نعم، شكرا؛", "ar") == "كيف حالك نعم شكرا"
+    # the zero-width non-joiner inside a Persian word is part of its spelling
+    assert normalize("می\u200cخواهم بروم.", "fa") == "می\u200cخواهم بروم"
+    assert normalize("\u200cسلام\u200c", "fa") == "سلام"
+
+
+def test_normalize_thai_keeps_vowel_and_tone_marks():
+    text = normalize("ภาษาไทย ง่ายนิดเดียว!", "th")
+    assert text == "ภาษาไทยง่ายนิดเดียว" and "\u0e48" in text  # mai ek (a tone mark, Mn) kept

@@ -12,15 +12,13 @@ import concurrent.futures
 import hashlib
 import json
 import multiprocessing
-import sys
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from harness.api import SAMPLING_RATE, DatasetRequest, DatasetSpec, DatasetSplits, Utterance
+from harness.api import DatasetRequest, DatasetSpec, DatasetSplits, Utterance
 from harness.errors import BenchError
 from harness.hookspecs import hookimpl
+from harness.utterance_cache import load_or_none, save_utterances
 
 from . import generate
 from .generate import SPLITS
@@ -42,7 +40,6 @@ DEFAULTS: dict[str, Any] = {
     "pitch": [25, 75],
 }
 
-
 def _options(raw: dict[str, Any]) -> dict[str, Any]:
     options = {**DEFAULTS, **raw}
     for key in ("train_minutes", "dev_minutes", "test_minutes"):
@@ -55,7 +52,6 @@ def _options(raw: dict[str, Any]) -> dict[str, Any]:
     if not 1 <= options["min_words"] <= options["max_words"]:
         raise BenchError("[datasets.synthetic] needs 1 <= min_words <= max_words")
     return options
-
 
 def _synthesise(code: str, options: dict[str, Any]) -> dict[str, list[Utterance]]:
     """Synthesise one language in a fresh worker process.
@@ -71,41 +67,9 @@ def _synthesise(code: str, options: dict[str, Any]) -> dict[str, list[Utterance]
             raise BenchError(str(exc).split("; ")[0], str(exc).split("; ")[-1]) from None
     return {split: [Utterance(*row) for row in items] for split, items in rows.items()}
 
-
 def _cache_file(cache_dir: Path, code: str, options: dict[str, Any]) -> Path:
     digest = hashlib.sha256(json.dumps({"v": VERSION, "lang": code, **options}, sort_keys=True).encode())
     return cache_dir / f"{code}-{digest.hexdigest()[:16]}.npz"
-
-
-def _save(path: Path, splits: dict[str, list[Utterance]]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    arrays: dict[str, np.ndarray] = {}
-    meta = {}
-    for split, utts in splits.items():
-        audio = np.concatenate([u.audio for u in utts]) if utts else np.zeros(0, np.float32)
-        arrays[f"{split}_audio"] = np.round(audio * 32767).astype(np.int16)
-        arrays[f"{split}_lengths"] = np.array([len(u.audio) for u in utts], dtype=np.int64)
-        meta[split] = [[u.id, u.text, u.speaker] for u in utts]
-    arrays["meta"] = np.frombuffer(json.dumps(meta, ensure_ascii=False).encode("utf-8"), dtype=np.uint8)
-    tmp = path.with_suffix(".tmp.npz")
-    np.savez(tmp, **arrays)
-    tmp.replace(path)  # atomic: a killed run never leaves a half-written cache
-
-
-def _load(path: Path) -> dict[str, list[Utterance]]:
-    with np.load(path) as data:
-        meta = json.loads(bytes(data["meta"]).decode("utf-8"))
-        out = {}
-        for split in SPLITS:
-            audio = data[f"{split}_audio"].astype(np.float32) / 32767
-            lengths = data[f"{split}_lengths"]
-            offsets = np.concatenate([[0], np.cumsum(lengths)])
-            if offsets[-1] != len(audio) or len(lengths) != len(meta[split]):
-                raise ValueError("inconsistent cache file")
-            out[split] = [Utterance(uid, audio[offsets[i]:offsets[i + 1]], text, speaker)
-                          for i, (uid, text, speaker) in enumerate(meta[split])]
-    return out
-
 
 def load(request: DatasetRequest) -> DatasetSplits:
     code = request.language
@@ -114,15 +78,11 @@ def load(request: DatasetRequest) -> DatasetSplits:
                          f"languages: {', '.join(LANGUAGES)}")
     options = _options(dict(request.options))
     path = _cache_file(request.cache_dir, code, options)
-    splits = None
-    if path.exists():
-        try:
-            splits = _load(path)
-        except Exception as exc:  # corrupt or truncated cache: make it again, say so
-            print(f"warning: synthetic cache {path} is unreadable ({exc}); synthesising again", file=sys.stderr)
-    if splits is None:
+    cached = load_or_none(path, "synthetic")
+    splits = cached[0] if cached else None
+    if splits is None or set(splits) != set(SPLITS):
         splits = _synthesise(code, options)
-        _save(path, splits)
+        save_utterances(path, splits)
     info = {
         "source": "synthetic (eSpeak NG + wordfreq)",
         "cache": str(path),
@@ -131,7 +91,6 @@ def load(request: DatasetRequest) -> DatasetSplits:
         "speakers": len({u.speaker for s in SPLITS for u in splits[s]}),
     }
     return DatasetSplits(splits["train"], splits["dev"], splits["test"], info)
-
 
 @hookimpl
 def bench_register_datasets(register) -> None:

@@ -1,0 +1,202 @@
+"""Where Common Voice comes from: an unpacked official release, or a Hugging Face dataset.
+
+Both give, per split, the rows (clip id, sentence, speaker) and, on demand, one row's audio
+(a path or the file's bytes). Neither decodes audio up front: only the rows a cell uses are
+decoded (and then cached by the plugin).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from harness.errors import BenchError
+
+#: the environment variable naming an unpacked release when bench.toml does not
+ENV_RELEASE = "BENCH_COMMON_VOICE"
+#: the release's file for each of bench's splits
+RELEASE_FILES = {"train": "train.tsv", "dev": "dev.tsv", "test": "test.tsv", "validated": "validated.tsv"}
+
+FETCH_HINT = ("download the language from https://commonvoice.mozilla.org/datasets and unpack it, then set "
+              "release = \"/path/to/cv-corpus-<version>\" under [datasets.common_voice] in bench.toml "
+              f"(or {ENV_RELEASE}=/path/to/cv-corpus-<version>)")
+
+
+@dataclass(frozen=True)
+class Row:
+    clip: str
+    sentence: str
+    speaker: str
+
+
+class Source(Protocol):
+    #: what the results record names as the data's origin
+    description: str
+    #: changes whenever the underlying files change (part of every cache key)
+    fingerprint: str
+
+    def rows(self, split: str) -> list[Row]: ...
+
+    def audio(self, split: str, index: int) -> str | bytes: ...
+
+
+# --------------------------------------------------------------------------- official release
+def find_release(configured: str) -> Path:
+    """The release directory from bench.toml or the environment, checked to exist."""
+    raw = configured or os.environ.get(ENV_RELEASE, "")
+    if not raw:
+        raise BenchError("dataset 'common_voice' has no data source configured", FETCH_HINT +
+                         "; or hf_dataset = \"<hub id or saved dataset directory>\"")
+    root = Path(raw).expanduser()
+    if not root.is_dir():
+        raise BenchError(f"Common Voice release directory {root} does not exist", FETCH_HINT)
+    return root
+
+
+def _release_root(root: Path, lang: str) -> Path:
+    """``root`` itself, or the one ``cv-corpus-*`` directory inside it (a parent was given)."""
+    if (root / lang).is_dir():
+        return root
+    inner = sorted(p for p in root.glob("cv-corpus-*") if p.is_dir())
+    if len(inner) == 1 and (inner[0] / lang).is_dir():
+        return inner[0]
+    if len(inner) > 1:
+        raise BenchError(f"{root} holds several Common Voice releases ({', '.join(p.name for p in inner)})",
+                         "point release at the one to use")
+    present = sorted(p.name for p in root.iterdir() if (p / "train.tsv").is_file()) if root.is_dir() else []
+    raise BenchError(
+        f"the Common Voice release at {root} has no language {lang!r} (no {root / lang / 'train.tsv'})",
+        (f"languages in it: {', '.join(present)}; " if present else "") + FETCH_HINT,
+    )
+
+
+def _read_tsv(path: Path) -> list[dict[str, str]]:
+    # sentences hold quotes of every kind: read fields verbatim (no quoting), as the release writes them
+    with path.open(encoding="utf-8", newline="") as handle:
+        reader = csv.DictReader(handle, delimiter="\t", quoting=csv.QUOTE_NONE)
+        if reader.fieldnames is None or not {"path", "sentence"} <= set(reader.fieldnames):
+            raise BenchError(f"{path} is not a Common Voice table: it needs the columns 'path' and 'sentence' "
+                             f"(found {', '.join(reader.fieldnames or []) or 'none'})",
+                             "check that the release was unpacked completely")
+        return [{k: (v or "") for k, v in row.items() if k is not None} for row in reader]
+
+
+class ReleaseSource:
+    """An unpacked release: ``<root>/<lang>/{train,dev,test,validated}.tsv`` and ``clips/``."""
+
+    def __init__(self, configured: str, lang: str) -> None:
+        self.root = _release_root(find_release(configured), lang)
+        self.dir = self.root / lang
+        self.description = f"Common Voice release {self.root.name} ({self.dir})"
+        for split in ("train", "dev", "test"):
+            if not (self.dir / RELEASE_FILES[split]).is_file():
+                raise BenchError(f"{self.dir} has no {RELEASE_FILES[split]}",
+                                 "the language directory is incomplete; unpack it again")
+        digest = hashlib.sha256(str(self.dir.resolve()).encode())
+        for name in RELEASE_FILES.values():
+            path = self.dir / name
+            if path.is_file():
+                stat = path.stat()
+                digest.update(f"{name}:{stat.st_size}:{stat.st_mtime_ns}".encode())
+        self.fingerprint = digest.hexdigest()[:16]
+        self._rows: dict[str, list[Row]] = {}
+
+    def rows(self, split: str) -> list[Row]:
+        if split not in self._rows:
+            path = self.dir / RELEASE_FILES[split]
+            if not path.is_file():
+                raise BenchError(f"{self.dir} has no {path.name}", "unpack the release again, or use train_split = \"train\"")
+            self._rows[split] = [Row(r["path"], r["sentence"], r.get("client_id", "")) for r in _read_tsv(path)]
+        return self._rows[split]
+
+    def audio(self, split: str, index: int) -> str:
+        return str(self.dir / "clips" / self.rows(split)[index].clip)
+
+
+# --------------------------------------------------------------------------- Hugging Face datasets
+#: bench's split -> names it goes by in Hugging Face datasets
+HF_SPLITS = {"train": ("train",), "dev": ("validation", "dev"), "test": ("test",), "validated": ("validated",)}
+
+
+def _load_hf(name: str, config: str) -> Any:
+    import datasets
+
+    path = Path(name).expanduser()
+    try:
+        if path.exists():
+            target = path / config if (path / config).is_dir() else path
+            if (target / "dataset_dict.json").is_file() or (target / "state.json").is_file():
+                return datasets.load_from_disk(str(target))
+            return datasets.load_dataset(str(target))
+        return datasets.load_dataset(name, config)
+    except BenchError:
+        raise
+    except Exception as exc:  # hub unreachable, unknown id, gated dataset, damaged files
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise BenchError(
+            f"could not load the Hugging Face dataset {name!r} (config {config!r}): {first}",
+            "offline, save it where the hub is reachable (DatasetDict.save_to_disk) and set hf_dataset to that "
+            "directory, or use an unpacked release with release = \"/path/to/cv-corpus-<version>\"",
+        ) from None
+
+
+class HFSource:
+    """A ``datasets`` dataset in the Common Voice schema (``audio``, ``sentence``, ``client_id``)."""
+
+    def __init__(self, name: str, config: str) -> None:
+        import datasets
+
+        self.name = name
+        loaded = _load_hf(name, config)
+        if isinstance(loaded, datasets.Dataset):
+            loaded = datasets.DatasetDict({"train": loaded})
+        self.splits: dict[str, Any] = {}
+        for split, names in HF_SPLITS.items():
+            for candidate in names:
+                if candidate in loaded:
+                    part = loaded[candidate]
+                    missing = {"audio", "sentence"} - set(part.column_names)
+                    if missing:
+                        raise BenchError(
+                            f"Hugging Face dataset {name!r} split {candidate!r} lacks the column(s) "
+                            f"{', '.join(sorted(missing))} of the Common Voice schema",
+                            "use a Common Voice dataset (columns audio, sentence, client_id)",
+                        )
+                    if isinstance(part.features["audio"], datasets.Audio):
+                        part = part.cast_column("audio", datasets.Audio(decode=False))  # we decode, not datasets
+                    self.splits[split] = part
+                    break
+        for split in ("train", "dev", "test"):
+            if split not in self.splits:
+                raise BenchError(f"Hugging Face dataset {name!r} has no {split} split "
+                                 f"(it has {', '.join(loaded) or 'none'})",
+                                 "Common Voice datasets have train, validation and test splits")
+        self.description = f"Hugging Face dataset {name} ({config})"
+        self.fingerprint = hashlib.sha256(
+            "|".join(f"{s}:{getattr(d, '_fingerprint', '')}:{len(d)}" for s, d in sorted(self.splits.items())).encode()
+            + name.encode() + config.encode()
+        ).hexdigest()[:16]
+        self._rows: dict[str, list[Row]] = {}
+
+    def rows(self, split: str) -> list[Row]:
+        if split not in self._rows:
+            if split not in self.splits:
+                raise BenchError(f"Hugging Face dataset {self.name!r} has no {split} split",
+                                 "use train_split = \"train\"")
+            part = self.splits[split]
+            sentences = list(part["sentence"])
+            speakers = list(part["client_id"]) if "client_id" in part.column_names else [""] * len(sentences)
+            clips = list(part["path"]) if "path" in part.column_names else [f"{split}-{i}" for i in range(len(sentences))]
+            self._rows[split] = [Row(str(c or f"{split}-{i}"), s or "", sp or "")
+                                 for i, (c, s, sp) in enumerate(zip(clips, sentences, speakers))]
+        return self._rows[split]
+
+    def audio(self, split: str, index: int) -> str | bytes:
+        item = self.splits[split][index]["audio"]
+        if isinstance(item, dict):  # embedded bytes win; a path is relative to where the dataset was made
+            return item["bytes"] if item.get("bytes") is not None else (item.get("path") or b"")
+        return item or b""

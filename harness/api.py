@@ -144,6 +144,15 @@ class ModelScheme:
     description: str = ""
 
 
+@dataclass(frozen=True)
+class ModelGroup:
+    """A named selection of models, usable wherever a model name is (``--models english``)."""
+
+    name: str
+    members: tuple[str, ...]
+    description: str = ""
+
+
 # --------------------------------------------------------------------------- metrics
 @dataclass(frozen=True)
 class MetricSpec:

@@ -95,6 +95,10 @@ def _cmd_list(args: argparse.Namespace) -> int:
         rows += [[f"{prefix}:…", reg.spec.description, "", str(reg.origin)]
                  for prefix, reg in sorted(registry.schemes.items())]
         print(tabulate(rows, headers=["model", "description", "details", "from"]), end="\n\n")
+        if registry.groups:
+            rows = [[name, reg.spec.description, " ".join(reg.spec.members), str(reg.origin)]
+                    for name, reg in sorted(registry.groups.items())]
+            print(tabulate(rows, headers=["group", "description", "models", "from"]), end="\n\n")
     if show_all or args.datasets:
         rows = [[name, reg.spec.description, " ".join(reg.spec.languages), str(reg.origin)]
                 for name, reg in sorted(registry.datasets.items())]
@@ -115,8 +119,19 @@ def _cmd_list(args: argparse.Namespace) -> int:
 
 
 def _meta(metadata) -> str:
-    keys = ("architecture", "hub_id", "parameters")
-    return ", ".join(f"{k}={metadata[k]}" for k in keys if k in metadata)
+    parts = [f"{k}={metadata[k]}" for k in ("architecture", "hub_id", "parameters") if metadata.get(k)]
+    if "pretraining_hours" in metadata:
+        hours = metadata["pretraining_hours"]
+        parts.append(f"pre-training={hours / 1000:g}k h" if hours >= 1000 else f"pre-training={hours:g} h")
+    langs = metadata.get("pretraining_languages")
+    count = metadata.get("pretraining_language_count")
+    if langs and len(langs) <= 5:
+        parts.append("languages=" + " ".join(langs))
+    elif count:
+        parts.append(f"languages={count}")
+    if metadata.get("domain") and metadata["domain"] != "none":
+        parts.append(f"domain={metadata['domain']}")
+    return ", ".join(parts)
 
 
 def _stored_cells(config: RunConfig):

@@ -28,7 +28,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
 @hookspec
 def bench_register_models(register: "ModelRegister") -> None:
-    """Register model specs (``register(ModelSpec)``) and schemes (``register.scheme(ModelScheme)``)."""
+    """Register model specs (``register(ModelSpec)``), schemes (``register.scheme(ModelScheme)``) and
+    groups (``register.group(ModelGroup)``)."""
 
 
 @hookspec

@@ -18,7 +18,7 @@ from typing import Any, Generic, TypeVar
 import pluggy
 
 from harness import hookspecs
-from harness.api import DatasetSpec, MetricSpec, ModelScheme, ModelSpec
+from harness.api import DatasetSpec, MetricSpec, ModelGroup, ModelScheme, ModelSpec
 from harness.errors import BenchError, unknown
 
 ENTRY_POINT_GROUP = "bench"
@@ -67,12 +67,20 @@ class _Register(Generic[T]):
 
 
 class ModelRegister(_Register[ModelSpec]):
-    def __init__(self, table: dict, schemes: dict, origin: Origin) -> None:
+    def __init__(self, table: dict, schemes: dict, groups: dict, origin: Origin) -> None:
         super().__init__("model", table, origin)
         self._schemes = schemes
+        self._groups = groups
 
     def scheme(self, scheme: ModelScheme) -> None:
         self._schemes[scheme.prefix] = Registered(scheme, self._origin)  # type: ignore[arg-type]
+
+    def group(self, group: ModelGroup) -> None:
+        """A named set of models (``--models english``); members may come from any plugin."""
+        if group.name in self._table:
+            raise BenchError(f"plugin {self._origin.plugin!r} registered group {group.name!r}, which is also a model",
+                             "give the group another name")
+        self._groups[group.name] = Registered(group, self._origin)  # type: ignore[arg-type]
 
 
 class DatasetRegister(_Register[DatasetSpec]):
@@ -100,6 +108,7 @@ class Registry:
         self.pm.add_hookspecs(hookspecs)
         self.models: dict[str, Registered[ModelSpec]] = {}
         self.schemes: dict[str, Registered[Any]] = {}
+        self.groups: dict[str, Registered[Any]] = {}
         self.datasets: dict[str, Registered[DatasetSpec]] = {}
         self.metrics: dict[str, Registered[MetricSpec]] = {}
         self._origins: dict[str, Origin] = {}
@@ -137,7 +146,7 @@ class Registry:
             for impl in getattr(self.pm.hook, hook_name).get_hookimpls():
                 origin = self._origins.get(impl.plugin_name, Origin(impl.plugin_name, "(local)", ""))
                 if hook_name == "bench_register_models":
-                    register: Any = ModelRegister(self.models, self.schemes, origin)
+                    register: Any = ModelRegister(self.models, self.schemes, self.groups, origin)
                 elif hook_name == "bench_register_datasets":
                     register = DatasetRegister(self.datasets, origin)
                 else:
@@ -158,7 +167,18 @@ class Registry:
             hint = f"known model schemes: {', '.join(sorted(self.schemes)) or '(none)'} (PREFIX:ARGUMENT)"
         elif self.schemes:
             hint = "any Hugging Face CTC checkpoint works as hf:HUB_ID or hf:/path/to/checkpoint"
-        raise unknown("model", name, self.models, hint)
+        raise unknown("model", name, [*self.models, *self.groups], hint)
+
+    def expand_models(self, names: Iterable[str]) -> list[str]:
+        """Model names with groups replaced by their members (first occurrence kept, in order)."""
+        out: list[str] = []
+        for name in names:
+            if name not in self.models and name in self.groups:
+                members = self.groups[name].spec.members
+            else:
+                members = (name,)
+            out += [m for m in members if m not in out]
+        return out
 
     def dataset(self, name: str) -> Registered[DatasetSpec]:
         if name not in self.datasets:

@@ -55,6 +55,7 @@ def plan_run(config: RunConfig, registry: Registry) -> Plan:
     if ALL in model_names:
         aliases = [n for n, opts in config.model_options.items() if "from" in opts]
         model_names = sorted(set(registry.models) | set(aliases))
+    model_names = registry.expand_models(model_names)
     models = {name: _resolve_model(name, config, registry) for name in model_names}
 
     dataset_names = sorted(registry.datasets) if ALL in config.datasets else list(config.datasets)

@@ -247,14 +247,19 @@ def fine_tune_and_evaluate(
         if use_cache:
             bar = progress.stage("encode", len(train_split.ids)) if progress else None
             model.eval()
+            encode_start = time.perf_counter()
             features.build_cache(bar)
+            info["encode_seconds"] = time.perf_counter() - encode_start
         seed_everything(seed)
         info.update(_fit(model, features, train_split, train, seed, device, precision, amp, progress))
 
     # ---------------------------------------------------------------- evaluation
     results = {}
+    info["eval_seconds"] = {}
     for name, split in eval_splits.items():
+        eval_start = time.perf_counter()
         results[name] = _evaluate(model, split, vocab, runtime, device, amp, metrics, use_cache)
+        info["eval_seconds"][name] = time.perf_counter() - eval_start
     skipped = {"train": dict(train_split.skipped), **{n: dict(s.skipped) for n, s in eval_splits.items()}}
     return CellOutcome(results, vocab.symbols, info, skipped)
 
@@ -316,7 +321,9 @@ def _fit(model, features: _Features, split: _Split, train: TrainSettings, seed, 
     return {
         "updates": train.steps,
         "train_seconds": elapsed,
+        "audio_seconds": audio_samples / SAMPLING_RATE,
         "audio_seconds_per_second": audio_samples / SAMPLING_RATE / max(elapsed, 1e-9),
+        "batches": len(seen_batches),
         "padding_fraction": padding_fraction(split.samples, seen_batches),
         "loss_curve": [round(v, 4) for v in losses],
     }

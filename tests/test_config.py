@@ -100,5 +100,5 @@ def test_repository_bench_toml_has_smoke_and_paper_presets():
     assert (paper.train.warmup, paper.train.hold) == (0.1, 0.4)
     assert paper.train.freeze_feature_encoder and paper.seeds == (0, 1, 2)
     assert paper.train.vocab_min_fraction == 1e-5
-    assert paper.datasets == ("common_voice",) and paper.langs == ("all",)
+    assert paper.datasets == ("common_voice",) and paper.langs == ("all",) and paper.models == ("study",)
     assert paper.dataset_options["common_voice"]["train_hours"] == 5.0

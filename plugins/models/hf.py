@@ -143,7 +143,9 @@ def _load_checkpoint(ref: str, request: ModelRequest) -> HFCTCModel:
         raise _not_found(ref, exc) from None
     finally:
         hf_logging.set_verbosity(verbosity)
-    normalise = True
+    # without a preprocessor_config.json: checkpoints with a layer-normalised conv encoder (the
+    # "large" recipe) were pre-trained on normalised audio, group-normalised ("base") ones were not
+    normalise = getattr(model.config, "feat_extract_norm", "layer") == "layer"
     try:
         extractor = AutoFeatureExtractor.from_pretrained(source, revision=revision)
         normalise = bool(getattr(extractor, "do_normalize", True))
@@ -152,7 +154,7 @@ def _load_checkpoint(ref: str, request: ModelRequest) -> HFCTCModel:
             raise BenchError(f"model {ref!r} expects {rate} Hz audio; bench feeds {SAMPLING_RATE} Hz",
                              "use a 16 kHz checkpoint")
     except OSError:
-        pass  # no preprocessor_config.json: the wav2vec2 default (normalise) applies
+        pass  # no preprocessor_config.json: the rule above applies
     return HFCTCModel(model, normalise)
 
 

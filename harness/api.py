@@ -162,3 +162,22 @@ class MetricSpec:
     version: str = "0"
     description: str = ""
     lower_is_better: bool = True
+
+
+# --------------------------------------------------------------------------- executors
+@dataclass(frozen=True)
+class ExecutorSpec:
+    """How cells get computed: in this process, on a Ray cluster, as Slurm jobs, ...
+
+    ``create(options, config)`` returns an object with a method
+    ``run(tasks, on_result, progress)``: it pulls :class:`harness.cellwork.CellTask` objects from
+    the ``tasks`` iterator (pulling claims the cell, so pull only when there is room to start
+    it), computes each with :func:`harness.cellwork.compute_cell` wherever it likes, and calls
+    ``on_result`` in the calling process with each result or failure as it arrives.
+    """
+
+    name: str
+    create: Callable[[Mapping[str, Any], Any], Any]
+    description: str = ""
+    #: option names understood in ``[executors.NAME]``
+    options: tuple[str, ...] = ()

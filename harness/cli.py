@@ -31,7 +31,7 @@ def _selection_flags(parser: argparse.ArgumentParser) -> None:
 def _config(args: argparse.Namespace) -> RunConfig:
     overrides = parse_set(args.assignments)
     run = overrides.setdefault("run", {})
-    for flag in ("models", "datasets", "langs", "seeds", "store"):
+    for flag in ("models", "datasets", "langs", "seeds", "store", "executor"):
         value = getattr(args, flag, None)
         if value is not None:
             run[flag] = value
@@ -49,15 +49,17 @@ def _cmd_run(args: argparse.Namespace) -> int:
     with ResultStore(config.store) as store:
         done = store.done_keys(c.key for c in plan.cells)
         if args.dry_run:
+            failed = {f.key for f in store.failures(c.key for c in plan.cells)}
             rows = [[c.cell.model, c.cell.dataset, c.cell.language, c.cell.seed,
-                     "stored" if c.key in done else "to compute", c.key] for c in plan.cells]
+                     "stored" if c.key in done else ("failed" if c.key in failed else "to compute"), c.key]
+                    for c in plan.cells]
             print(tabulate(rows, headers=["model", "dataset", "language", "seed", "state", "key"]))
             print(f"\n{len(plan.cells)} cells, {len(done)} stored, {len(plan.cells) - len(done)} to compute "
                   f"(preset {config.preset}, {config.train.steps} updates each; store {config.store})")
             return 0
         progress = Progress(len(plan.cells) - len(done), enabled=None if not args.no_progress else False)
         try:
-            summary = execute(plan, config, store, progress)
+            summary = execute(plan, config, store, progress, registry, retry_failed=args.retry_failed)
         except KeyboardInterrupt:
             progress.close()
             print("\ninterrupted: every finished cell is stored; run the same command again to continue.",
@@ -71,7 +73,41 @@ def _cmd_run(args: argparse.Namespace) -> int:
         progress.close()
         print(f"{summary.computed} cells computed, {summary.already_done} already stored "
               f"({summary.seconds:.1f} s). Results: {config.store}")
+        if summary.left_to_others:
+            print(f"{summary.left_to_others} cells were being computed by another run on this store; "
+                  "run again after it finishes to see them here.")
         _print_matrix(config, store, [c.key for c in plan.cells])
+        failed = store.failures(c.key for c in plan.cells if c.key not in store.done_keys())
+        if failed:
+            print(f"\n{len(failed)} cell(s) failed (recorded in the store; every other cell went on):",
+                  file=sys.stderr)
+            for f in failed:
+                print(f"  {f.model} {f.dataset}:{f.language} seed {f.seed} [{f.kind}, attempt {f.attempts}]: "
+                      f"{f.message}" + (f"\n    hint: {f.detail}" if f.kind == "user" and f.detail else ""),
+                      file=sys.stderr)
+            print("fix the cause and run `bench run --retry-failed` to compute them again "
+                  "(`bench failures` shows the tracebacks).", file=sys.stderr)
+            return 3
+    return 0
+
+
+def _cmd_failures(args: argparse.Namespace) -> int:
+    from harness.store import ResultStore
+
+    config = _config(args)
+    if not config.store.exists():
+        raise BenchError(f"no results store at {config.store}", "run `bench run` first (or pass --store)")
+    with ResultStore(config.store) as store:
+        failed = store.failures()
+    if not failed:
+        print(f"no failed cells in {config.store}")
+        return 0
+    for f in failed:
+        print(f"== {f.model} {f.dataset}:{f.language} seed {f.seed} [{f.kind}, attempt {f.attempts}, key {f.key}]")
+        print(f.message)
+        if f.detail:
+            print(f.detail.rstrip())
+        print()
     return 0
 
 
@@ -88,7 +124,7 @@ def _print_matrix(config: RunConfig, store, keys: Sequence[str]) -> None:
 
 def _cmd_list(args: argparse.Namespace) -> int:
     registry = load_registry()
-    show_all = not (args.models or args.datasets or args.metrics or args.languages)
+    show_all = not (args.models or args.datasets or args.metrics or args.languages or args.executors)
     if show_all or args.models:
         rows = [[name, reg.spec.description, _meta(reg.spec.metadata), str(reg.origin)]
                 for name, reg in sorted(registry.models.items())]
@@ -105,7 +141,12 @@ def _cmd_list(args: argparse.Namespace) -> int:
         print(tabulate(rows, headers=["dataset", "description", "languages", "from"]), end="\n\n")
     if show_all or args.metrics:
         rows = [[name, reg.spec.description, str(reg.origin)] for name, reg in sorted(registry.metrics.items())]
-        print(tabulate(rows, headers=["metric", "description", "from"]), end="\n\n" if args.languages else "\n")
+        print(tabulate(rows, headers=["metric", "description", "from"]), end="\n\n")
+    if show_all or args.executors:
+        rows = [[name, reg.spec.description, " ".join(reg.spec.options), str(reg.origin)]
+                for name, reg in sorted(registry.executors.items())]
+        print(tabulate(rows, headers=["executor", "description", "options", "from"]),
+              end="\n\n" if args.languages else "\n")
     if args.languages:
         from harness.languages import STUDY_LANGUAGES
 
@@ -213,15 +254,22 @@ def build_parser() -> argparse.ArgumentParser:
     _selection_flags(run)
     run.add_argument("--dry-run", action="store_true", help="list the cells and whether they are stored")
     run.add_argument("--no-progress", action="store_true", help="no progress bars (one line per cell)")
+    run.add_argument("--executor", help="where cells are computed: local (default), ray, slurm, or a plugin's")
+    run.add_argument("--retry-failed", action="store_true", help="compute again the cells that failed before")
     run.set_defaults(func=_cmd_run)
 
     lst = sub.add_parser("list", help="list models, datasets (with languages) and metrics, and their origin")
     lst.add_argument("--models", action="store_true")
     lst.add_argument("--datasets", action="store_true")
     lst.add_argument("--metrics", action="store_true")
+    lst.add_argument("--executors", action="store_true")
     lst.add_argument("--languages", action="store_true",
                      help="the study's languages: family, script, case, spaces, and which datasets have them")
     lst.set_defaults(func=_cmd_list)
+
+    failures = sub.add_parser("failures", help="show the failed cells of the store with their errors")
+    _selection_flags(failures)
+    failures.set_defaults(func=_cmd_failures)
 
     report = sub.add_parser("report", help="print the model x language matrix and write CSV, JSON, Markdown")
     _selection_flags(report)

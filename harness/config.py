@@ -89,11 +89,20 @@ class RuntimeSettings:
     eval_batch_seconds: float = 60.0
     #: CPU threads for torch (0: torch's default)
     threads: int = 0
+    #: a cell saves its training state this often (minutes of training) and resumes from it
+    #: after a crash or kill; 0 turns it off
+    checkpoint_minutes: float = 10.0
+    #: on running out of (GPU) memory a cell retries with half the micro-batch and twice the
+    #: accumulation (the same effective batch) this many times before it is marked failed
+    oom_retries: int = 2
 
     def __post_init__(self) -> None:
         if self.precision not in {"auto", "fp32", "bf16", "fp16"}:
             raise BenchError(f"invalid setting: run.precision={self.precision!r}",
                              "use one of auto, fp32, bf16, fp16")
+        if self.checkpoint_minutes < 0 or self.oom_retries < 0:
+            raise BenchError("invalid setting: run.checkpoint_minutes and run.oom_retries must be >= 0",
+                             "fix it in bench.toml or the --set flag")
         if self.feature_cache not in {"auto", "on", "off"}:
             raise BenchError(f"invalid setting: run.feature_cache={self.feature_cache!r}",
                              "use one of auto, on, off")
@@ -114,13 +123,16 @@ class RunConfig:
     runtime: RuntimeSettings = field(default_factory=RuntimeSettings)
     dataset_options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     model_options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    #: which executor plugin computes the cells, and the options of each (``[executors.NAME]``)
+    executor: str = "local"
+    executor_options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     #: where the configuration came from (for messages and the record)
     source: str = "(defaults)"
 
 
-_RUN_KEYS = {"models", "datasets", "langs", "seeds", "metrics", "store", "cache_dir", "report_dir"}
+_RUN_KEYS = {"models", "datasets", "langs", "seeds", "metrics", "store", "cache_dir", "report_dir", "executor"}
 _RUNTIME_KEYS = {f.name for f in dataclasses.fields(RuntimeSettings)}
-_TOP_SECTIONS = {"run", "train", "datasets", "models", "presets"}
+_TOP_SECTIONS = {"run", "train", "datasets", "models", "executors", "presets"}
 
 
 def _coerce(where: str, value: Any, annotation: Any) -> Any:
@@ -274,7 +286,7 @@ def _build(data: dict, preset: str, base_dir: Path, source: str) -> RunConfig:
 
     defaults = RunConfig()
     sections = {}
-    for name in ("datasets", "models"):
+    for name in ("datasets", "models", "executors"):
         table = data.get(name, {})
         if not isinstance(table, Mapping) or not all(isinstance(v, Mapping) for v in table.values()):
             raise BenchError(f"[{name}] must hold tables such as [{name}.NAME]", f"see the {name} section of the README")
@@ -293,5 +305,7 @@ def _build(data: dict, preset: str, base_dir: Path, source: str) -> RunConfig:
         runtime=runtime,
         dataset_options=sections["datasets"],
         model_options=sections["models"],
+        executor=_coerce("run.executor", run["executor"], str) if "executor" in run else defaults.executor,
+        executor_options=sections["executors"],
         source=source,
     )

@@ -23,7 +23,7 @@ hookspec = pluggy.HookspecMarker(PROJECT)
 hookimpl = pluggy.HookimplMarker(PROJECT)
 
 if TYPE_CHECKING:  # pragma: no cover
-    from harness.plugins import DatasetRegister, MetricRegister, ModelRegister
+    from harness.plugins import DatasetRegister, ExecutorRegister, MetricRegister, ModelRegister
 
 
 @hookspec
@@ -40,3 +40,8 @@ def bench_register_datasets(register: "DatasetRegister") -> None:
 @hookspec
 def bench_register_metrics(register: "MetricRegister") -> None:
     """Register metric specs with ``register(MetricSpec)``."""
+
+
+@hookspec
+def bench_register_executors(register: "ExecutorRegister") -> None:
+    """Register executors (``register(ExecutorSpec)``): where and how cells are computed."""

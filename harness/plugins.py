@@ -18,12 +18,12 @@ from typing import Any, Generic, TypeVar
 import pluggy
 
 from harness import hookspecs
-from harness.api import DatasetSpec, MetricSpec, ModelGroup, ModelScheme, ModelSpec
+from harness.api import DatasetSpec, ExecutorSpec, MetricSpec, ModelGroup, ModelScheme, ModelSpec
 from harness.errors import BenchError, unknown
 
 ENTRY_POINT_GROUP = "bench"
 
-T = TypeVar("T", ModelSpec, DatasetSpec, MetricSpec)
+T = TypeVar("T", ModelSpec, DatasetSpec, MetricSpec, ExecutorSpec)
 
 
 @dataclass(frozen=True)
@@ -93,6 +93,11 @@ class MetricRegister(_Register[MetricSpec]):
         super().__init__("metric", table, origin)
 
 
+class ExecutorRegister(_Register[ExecutorSpec]):
+    def __init__(self, table: dict, origin: Origin) -> None:
+        super().__init__("executor", table, origin)
+
+
 def _names_from_env(variable: str) -> set[str] | None:
     value = os.environ.get(variable)
     if value is None:
@@ -111,6 +116,7 @@ class Registry:
         self.groups: dict[str, Registered[Any]] = {}
         self.datasets: dict[str, Registered[DatasetSpec]] = {}
         self.metrics: dict[str, Registered[MetricSpec]] = {}
+        self.executors: dict[str, Registered[ExecutorSpec]] = {}
         self._origins: dict[str, Origin] = {}
         self.load_errors: list[str] = []
 
@@ -142,13 +148,17 @@ class Registry:
 
     def collect(self) -> "Registry":
         """Call every plugin's register hooks; each spec remembers which plugin gave it."""
-        for hook_name in ("bench_register_models", "bench_register_datasets", "bench_register_metrics"):
+        hooks = ("bench_register_models", "bench_register_datasets", "bench_register_metrics",
+                 "bench_register_executors")
+        for hook_name in hooks:
             for impl in getattr(self.pm.hook, hook_name).get_hookimpls():
                 origin = self._origins.get(impl.plugin_name, Origin(impl.plugin_name, "(local)", ""))
                 if hook_name == "bench_register_models":
                     register: Any = ModelRegister(self.models, self.schemes, self.groups, origin)
                 elif hook_name == "bench_register_datasets":
                     register = DatasetRegister(self.datasets, origin)
+                elif hook_name == "bench_register_executors":
+                    register = ExecutorRegister(self.executors, origin)
                 else:
                     register = MetricRegister(self.metrics, origin)
                 impl.function(register=register)
@@ -184,6 +194,11 @@ class Registry:
         if name not in self.datasets:
             raise unknown("dataset", name, self.datasets)
         return self.datasets[name]
+
+    def executor(self, name: str) -> Registered[ExecutorSpec]:
+        if name not in self.executors:
+            raise unknown("executor", name, self.executors, "choose one with --executor or run.executor")
+        return self.executors[name]
 
     def metric(self, name: str) -> Registered[MetricSpec]:
         if name not in self.metrics:

@@ -9,10 +9,13 @@ duration-sized batches, autocast) and decodes dev and test greedily, keeping eve
 from __future__ import annotations
 
 import math
+import random
+import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -176,7 +179,14 @@ def fine_tune_and_evaluate(
     metrics: Sequence[MetricSpec],
     model_options: Mapping[str, Any] | None = None,
     progress: Progress | None = None,
+    checkpoint: Path | None = None,
 ) -> CellOutcome:
+    """Fine-tune a fresh model on ``data`` and evaluate it on dev and test.
+
+    With ``checkpoint`` (a file path) and ``runtime.checkpoint_minutes`` > 0 the training state
+    is saved there periodically, and training resumes from it when it exists: the resumed cell
+    ends with the same numbers as one that was never interrupted.
+    """
     device = resolve_device(runtime.device)
     precision = resolve_precision(runtime.precision, device)
     amp = autocast(device, precision)
@@ -251,7 +261,8 @@ def fine_tune_and_evaluate(
             features.build_cache(bar)
             info["encode_seconds"] = time.perf_counter() - encode_start
         seed_everything(seed)
-        info.update(_fit(model, features, train_split, train, seed, device, precision, amp, progress))
+        saver = _Checkpointer(checkpoint, runtime.checkpoint_minutes) if checkpoint is not None else None
+        info.update(_fit(model, features, train_split, train, seed, device, precision, amp, progress, saver))
 
     # ---------------------------------------------------------------- evaluation
     results = {}
@@ -268,9 +279,54 @@ def _repeats(ids: Sequence[int]) -> int:
     return sum(1 for a, b in zip(ids, ids[1:]) if a == b)
 
 
-def _fit(model, features: _Features, split: _Split, train: TrainSettings, seed, device, precision, amp, progress):
+class _Checkpointer:
+    """Saves and restores the whole training state of a cell (atomically, every few minutes)."""
+
+    def __init__(self, path: Path, minutes: float) -> None:
+        self.path, self.every_s = path, minutes * 60
+        self.last = time.perf_counter()
+        self.resumed_at: int | None = None
+
+    def due(self) -> bool:
+        return self.every_s > 0 and time.perf_counter() - self.last >= self.every_s
+
+    def save(self, state: dict[str, Any]) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        torch.save(state, tmp)
+        tmp.replace(self.path)  # a kill mid-save leaves the previous checkpoint intact
+        self.last = time.perf_counter()
+
+    def load(self) -> dict[str, Any] | None:
+        if not self.path.exists():
+            return None
+        try:
+            return torch.load(self.path, map_location="cpu", weights_only=False)
+        except Exception as exc:  # damaged: start the cell over rather than fail it
+            print(f"warning: checkpoint {self.path} is unreadable ({exc}); training from the start", file=sys.stderr)
+            return None
+
+
+def _rng_state() -> dict[str, Any]:
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _fit(model, features: _Features, split: _Split, train: TrainSettings, seed, device, precision, amp, progress,
+         saver: _Checkpointer | None = None):
     model.train()
-    params = [p for p in model.parameters() if p.requires_grad]
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    params = [p for _, p in named]
     optimizer = torch.optim.Adam(params, lr=train.lr, weight_decay=train.weight_decay)
     scheduler = tri_stage_scheduler(optimizer, train.steps, train.warmup, train.hold)
     scaler = torch.amp.GradScaler(device.type) if precision == "fp16" else None
@@ -282,8 +338,29 @@ def _fit(model, features: _Features, split: _Split, train: TrainSettings, seed, 
     losses: list[float] = []
     running = torch.zeros((), device=device)
     audio_samples = 0
+    first_update = 0
+    elapsed_before = 0.0
+    state = saver.load() if saver else None
+    recipe = [train.steps, train.batch_seconds, train.grad_accum]  # a checkpoint of other batching cannot resume
+    if state is not None and state.get("recipe") == recipe and len(state["params"]) == len(named):
+        with torch.no_grad():
+            for name, p in named:
+                p.copy_(state["params"][name].to(p.device))
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        if scaler and state.get("scaler"):
+            scaler.load_state_dict(state["scaler"])
+        seen_batches, losses = state["seen_batches"], state["losses"]
+        for _ in seen_batches:  # the batch order is a pure function of the seed: replay it
+            next(batches)
+        running = state["running"].to(device)
+        audio_samples, first_update, elapsed_before = state["audio_samples"], state["update"], state["elapsed"]
+        _set_rng_state(state["rng"])
+        saver.resumed_at = first_update
+        if bar:
+            bar.advance(first_update)
     start = time.perf_counter()
-    for update in range(train.steps):
+    for update in range(first_update, train.steps):
         micro = [next(batches) for _ in range(train.grad_accum)]
         seen_batches.extend(micro)
         chars = sum(len(split.labels[i]) for batch in micro for i in batch)
@@ -317,8 +394,17 @@ def _fit(model, features: _Features, split: _Split, train: TrainSettings, seed, 
                 bar.set_postfix(loss=f"{losses[-1]:.3f}")
         if bar:
             bar.advance()
-    elapsed = time.perf_counter() - start
-    return {
+        if saver and update + 1 < train.steps and saver.due():
+            saver.save({
+                "recipe": recipe, "update": update + 1, "params": {n: p.detach().cpu() for n, p in named},
+                "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                "scaler": scaler.state_dict() if scaler else None, "seen_batches": seen_batches, "losses": losses,
+                "running": running.detach().cpu(), "audio_samples": audio_samples, "rng": _rng_state(),
+                "elapsed": elapsed_before + time.perf_counter() - start,
+            })
+    elapsed = elapsed_before + time.perf_counter() - start
+    return {  # the checkpoint stays until the cell is stored (the caller removes it)
+        "resumed_from_update": saver.resumed_at if saver else None,
         "updates": train.steps,
         "train_seconds": elapsed,
         "audio_seconds": audio_samples / SAMPLING_RATE,

@@ -62,3 +62,18 @@ def small_config(tmp_path) -> Path:
     path = tmp_path / "bench.toml"
     path.write_text(SMALL_TOML)
     return path
+
+
+def install_fake_distribution(root: Path, monkeypatch, module: str, source: str, dist: str, entry_point: str,
+                              version: str = "1.0") -> Path:
+    """A separately installed distribution (dist-info + module, as pip lays them out) on sys.path,
+    exposing ``module`` under the ``bench`` entry-point group as ``entry_point``."""
+    site = root / "site"
+    site.mkdir()
+    (site / f"{module}.py").write_text(source)
+    info = site / f"{dist.replace('-', '_')}-{version}.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: {version}\n")
+    (info / "entry_points.txt").write_text(f"[bench]\n{entry_point} = {module}\n")
+    monkeypatch.syspath_prepend(str(site))
+    return site

@@ -9,6 +9,7 @@ import pytest
 from harness.api import MetricSpec
 from harness.errors import BenchError
 from harness.plugins import Registry, load_registry
+from conftest import install_fake_distribution
 
 PLUGIN_SOURCE = '''
 from harness.api import MetricSpec
@@ -37,16 +38,8 @@ def bench_register_metrics(register):
 
 @pytest.fixture()
 def third_party(tmp_path, monkeypatch) -> Path:
-    """A separate installed distribution (dist-info + module, as pip lays them out)."""
-    site = tmp_path / "site"
-    site.mkdir()
-    (site / "thirdparty_bench.py").write_text(PLUGIN_SOURCE)
-    info = site / "thirdparty_bench-0.3.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: thirdparty-bench\nVersion: 0.3\n")
-    (info / "entry_points.txt").write_text("[bench]\nthirdparty = thirdparty_bench\n")
-    monkeypatch.syspath_prepend(str(site))
-    return site
+    return install_fake_distribution(tmp_path, monkeypatch, "thirdparty_bench", PLUGIN_SOURCE, "thirdparty-bench",
+                                     "thirdparty", version="0.3")
 
 
 def test_builtins_are_discovered_through_entry_points():

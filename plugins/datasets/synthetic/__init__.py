@@ -63,8 +63,8 @@ def _synthesise(code: str, options: dict[str, Any]) -> dict[str, list[Utterance]
     with concurrent.futures.ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
         try:
             rows = pool.submit(generate.synthesise, code, options).result()
-        except RuntimeError as exc:
-            raise BenchError(str(exc).split("; ")[0], str(exc).split("; ")[-1]) from None
+        except generate.SynthesisError as exc:
+            raise BenchError(*exc.args) from None
     return {split: [Utterance(*row) for row in items] for split, items in rows.items()}
 
 def _cache_file(cache_dir: Path, code: str, options: dict[str, Any]) -> Path:

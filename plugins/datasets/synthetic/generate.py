@@ -20,6 +20,13 @@ SPLITS = ("train", "dev", "test")
 VOICE_VARIANTS = ("m1", "m2", "m3", "m4", "m5", "m6", "m7", "f1", "f4", "klatt", "klatt2", "klatt3")
 
 
+class SynthesisError(Exception):
+    """A user-fixable problem met in the worker (message, hint); it crosses the process boundary."""
+
+    def __init__(self, message: str, hint: str) -> None:
+        super().__init__(message, hint)
+
+
 def split_of(text: str) -> str:
     """Split by a hash of the sentence: the same sentence always lands in the same split."""
     bucket = zlib.crc32(text.encode("utf-8")) % 10
@@ -44,8 +51,8 @@ def synthesise(code: str, options: dict[str, Any]) -> dict[str, list[tuple[str, 
     while any(totals[s] < targets[s] for s in SPLITS):
         attempts += 1
         if attempts > 200_000:
-            raise RuntimeError(f"could not make enough distinct sentences for {code!r}; "
-                               "raise datasets.synthetic.vocabulary_size or lower the minutes")
+            raise SynthesisError(f"could not make enough distinct sentences for {code!r}",
+                                 "raise datasets.synthetic.vocabulary_size or lower the minutes")
         text = sentence(code, rng, int(options["vocabulary_size"]), int(options["min_words"]),
                         int(options["max_words"]))
         split = split_of(text)

@@ -47,3 +47,4 @@ def test_alias_in_bench_toml(bench, small_config, tmp_path):
     code, out, err = bench("run", "--config", str(small_config), "--models", "my-hubert", "--langs", "de")
     assert code == 0, err
     assert "my-hubert" in out
+    assert "Loading weights" not in err  # transformers' per-load progress bar stays quiet

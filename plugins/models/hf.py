@@ -135,7 +135,9 @@ def _load_checkpoint(ref: str, request: ModelRequest) -> HFCTCModel:
     source = str(local or ref)
     revision = request.options.get("revision")
     verbosity = hf_logging.get_verbosity()
+    bars = hf_logging.is_progress_bar_enabled()
     hf_logging.set_verbosity_error()  # the "newly initialised lm_head" warning is expected here
+    hf_logging.disable_progress_bar()  # one "Loading weights" bar per cell would drown the run's log
     try:
         model = AutoModelForCTC.from_pretrained(source, revision=revision, ignore_mismatched_sizes=True,
                                                 **_config_kwargs(request))
@@ -143,6 +145,8 @@ def _load_checkpoint(ref: str, request: ModelRequest) -> HFCTCModel:
         raise _not_found(ref, exc) from None
     finally:
         hf_logging.set_verbosity(verbosity)
+        if bars:
+            hf_logging.enable_progress_bar()
     # without a preprocessor_config.json: checkpoints with a layer-normalised conv encoder (the
     # "large" recipe) were pre-trained on normalised audio, group-normalised ("base") ones were not
     normalise = getattr(model.config, "feat_extract_norm", "layer") == "layer"

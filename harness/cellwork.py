@@ -30,6 +30,11 @@ class CellTask:
     cell: Cell
     key: str
 
+    def with_runtime(self, **changes: Any) -> CellTask:
+        """The same cell computed differently (device, threads): runtime settings are not in the key."""
+        runtime = dataclasses.replace(self.config.runtime, **changes)
+        return dataclasses.replace(self, config=dataclasses.replace(self.config, runtime=runtime))
+
 
 @dataclass(frozen=True)
 class CellResult:

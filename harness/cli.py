@@ -13,7 +13,7 @@ from tabulate import tabulate
 from harness import __version__
 from harness.config import RunConfig, load_config, parse_set
 from harness.errors import BenchError
-from harness.plugins import Registry, load_registry
+from harness.plugins import load_registry
 
 
 def _selection_flags(parser: argparse.ArgumentParser) -> None:
@@ -77,7 +77,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
             print(f"{summary.left_to_others} cells were being computed by another run on this store; "
                   "run again after it finishes to see them here.")
         _print_matrix(config, store, [c.key for c in plan.cells])
-        failed = store.failures(c.key for c in plan.cells if c.key not in store.done_keys())
+        done = store.done_keys(c.key for c in plan.cells)
+        failed = store.failures(c.key for c in plan.cells if c.key not in done)
         if failed:
             print(f"\n{len(failed)} cell(s) failed (recorded in the store; every other cell went on):",
                   file=sys.stderr)
@@ -92,12 +93,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_failures(args: argparse.Namespace) -> int:
-    from harness.store import ResultStore
-
     config = _config(args)
-    if not config.store.exists():
-        raise BenchError(f"no results store at {config.store}", "run `bench run` first (or pass --store)")
-    with ResultStore(config.store) as store:
+    with _existing_store(config) as store:
         failed = store.failures()
     if not failed:
         print(f"no failed cells in {config.store}")
@@ -175,15 +172,21 @@ def _meta(metadata) -> str:
     return ", ".join(parts)
 
 
-def _stored_cells(config: RunConfig):
-    """The stored results of the configured matrix (and how many cells it has)."""
-    from harness.runner import plan_run
+def _existing_store(config: RunConfig):
+    """The configured results store, which must exist already (reading commands)."""
     from harness.store import ResultStore
 
     if not config.store.exists():
         raise BenchError(f"no results store at {config.store}", "run `bench run` first (or pass --store)")
+    return ResultStore(config.store)
+
+
+def _stored_cells(config: RunConfig):
+    """The stored results of the configured matrix (and how many cells it has)."""
+    from harness.runner import plan_run
+
     keys = [c.key for c in plan_run(config, load_registry()).cells]
-    with ResultStore(config.store) as store:
+    with _existing_store(config) as store:
         cells = store.cells(keys)
     if not cells:
         raise BenchError("none of the configured cells has a result in the store yet",

@@ -221,18 +221,6 @@ class ResultStore:
         with self._db:
             self._db.execute("DELETE FROM claims WHERE key=? AND owner=?", (key, self.owner))
 
-    def claimed_by_others(self, keys: Iterable[str], lease_s: float = DEFAULT_LEASE_S) -> set[str]:
-        """Keys held by another live run."""
-        wanted = set(keys)
-        now = time.time()
-        out = set()
-        for key, owner, host, pid, heartbeat in self._db.execute(
-                "SELECT key, owner, host, pid, heartbeat FROM claims").fetchall():
-            if key in wanted and owner != self.owner:
-                if (_alive(pid) if host == self.host else now - heartbeat <= lease_s):
-                    out.add(key)
-        return out
-
     # ------------------------------------------------------------------ failures
     def record_failure(self, key: str, *, model: str, dataset: str, language: str, seed: int, kind: str,
                        message: str, detail: str) -> None:

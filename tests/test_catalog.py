@@ -1,7 +1,5 @@
 """The study's model catalog: names, metadata, groups, and behaviour without a hub."""
 
-import pytest
-
 from harness.config import load_config
 from harness.plugins import load_registry
 from harness.runner import plan_run

@@ -1,6 +1,5 @@
 """The statistics against scipy and scikit-posthocs called directly on fixed data."""
 
-import numpy as np
 import pandas as pd
 import pytest
 import scikit_posthocs as sp

@@ -9,7 +9,7 @@ store; see :class:`harness.api.ExecutorSpec` for the contract.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from typing import Any, Protocol
 
 from harness.cellwork import CellFailure, CellResult, CellTask
@@ -38,3 +38,33 @@ def check_options(name: str, options: Mapping[str, Any], known: Mapping[str, Any
                              "fix it in bench.toml or with --set")
         out[key] = value
     return out
+
+
+def run_bounded(
+    tasks: Iterator[CellTask],
+    limit: int,
+    submit: Callable[[CellTask], Hashable],
+    wait: Callable[[Sequence[Hashable]], Sequence[Hashable]],
+    collect: Callable[[Hashable, CellTask], CellResult | CellFailure],
+    on_result: OnResult,
+) -> None:
+    """Keep at most ``limit`` cells in flight until ``tasks`` runs out and all have come back.
+
+    ``submit`` starts a task and returns a handle; ``wait`` blocks until at least one of the
+    given handles has finished and returns those; ``collect`` turns a finished handle into the
+    cell's result (or a failure, when the worker itself died). Tasks are pulled only when there
+    is room, because pulling one claims its cell.
+    """
+    in_flight: dict[Hashable, CellTask] = {}
+    exhausted = False
+    while True:
+        while not exhausted and len(in_flight) < limit:
+            task = next(tasks, None)
+            if task is None:
+                exhausted = True
+            else:
+                in_flight[submit(task)] = task
+        if not in_flight:
+            return
+        for handle in wait(list(in_flight)):
+            on_result(collect(handle, in_flight.pop(handle)))

@@ -9,7 +9,6 @@ then sharing its cores), and cells go to whichever worker is free.
 from __future__ import annotations
 
 import concurrent.futures
-import dataclasses
 import multiprocessing
 import os
 from collections.abc import Iterator, Mapping
@@ -19,7 +18,7 @@ from harness.api import ExecutorSpec
 from harness.cellwork import CellTask, compute_cell
 from harness.hookspecs import hookimpl
 
-from . import OnResult, check_options
+from . import OnResult, check_options, run_bounded
 
 DEFAULTS: dict[str, Any] = {"workers": 0}
 
@@ -43,10 +42,7 @@ def _compute_pinned(task: CellTask):
         changes["device"] = _DEVICE
     if _THREADS and not runtime.threads:
         changes["threads"] = _THREADS
-    if changes:
-        task = dataclasses.replace(task, config=dataclasses.replace(
-            task.config, runtime=dataclasses.replace(runtime, **changes)))
-    return compute_cell(task)
+    return compute_cell(task.with_runtime(**changes) if changes else task)
 
 
 class LocalExecutor:
@@ -79,21 +75,14 @@ class LocalExecutor:
         threads = 0 if devices[0].startswith("cuda") else max(1, (os.cpu_count() or 1) // len(devices))
         with concurrent.futures.ProcessPoolExecutor(len(devices), mp_context=context, initializer=_init_worker,
                                                     initargs=(queue, threads)) as pool:
-            running: set = set()
-            exhausted = False
-            while running or not exhausted:
-                while not exhausted and len(running) < len(devices):
-                    task = next(tasks, None)
-                    if task is None:
-                        exhausted = True
-                    else:
-                        running.add(pool.submit(_compute_pinned, task))
-                if not running:
-                    break
-                finished, running = concurrent.futures.wait(running, return_when=concurrent.futures.FIRST_COMPLETED)
-                for future in finished:
-                    on_result(future.result())
-
+            run_bounded(
+                tasks, len(devices),
+                submit=lambda task: pool.submit(_compute_pinned, task),
+                wait=lambda futures: concurrent.futures.wait(
+                    futures, return_when=concurrent.futures.FIRST_COMPLETED).done,
+                collect=lambda future, task: future.result(),
+                on_result=on_result,
+            )
 
 @hookimpl
 def bench_register_executors(register) -> None:

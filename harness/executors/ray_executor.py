@@ -9,7 +9,6 @@ second ``bench run`` on the same store takes the cells this one has not reached.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -18,7 +17,7 @@ from harness.cellwork import CellFailure, CellTask, compute_cell
 from harness.errors import BenchError
 from harness.hookspecs import hookimpl
 
-from . import OnResult, check_options
+from . import OnResult, check_options, run_bounded
 
 DEFAULTS: dict[str, Any] = {
     "address": "",
@@ -81,30 +80,19 @@ class RayExecutor:
         limit = opts["max_in_flight"] or 2 * fits
         remote = ray.remote(num_cpus=cpus, num_gpus=gpus, max_retries=0)(_compute)
         threads = max(1, int(cpus))
-        in_flight: dict = {}
-        exhausted = False
-        while in_flight or not exhausted:
-            while not exhausted and len(in_flight) < limit:
-                task = next(tasks, None)
-                if task is None:
-                    exhausted = True
-                    break
-                runtime = task.config.runtime
-                if not runtime.threads:  # as many torch threads as the cell was given CPUs
-                    task = dataclasses.replace(task, config=dataclasses.replace(
-                        task.config, runtime=dataclasses.replace(runtime, threads=threads)))
-                in_flight[remote.remote(task)] = task
-            if not in_flight:
-                break
-            done, _ = ray.wait(list(in_flight), num_returns=1)
-            for ref in done:
-                task = in_flight.pop(ref)
-                try:
-                    on_result(ray.get(ref))
-                except ray.exceptions.RayError as exc:  # the worker died (killed, out of host memory, ...)
-                    on_result(CellFailure(task.key, task.cell, "error", f"Ray task failed: {type(exc).__name__}",
-                                          str(exc)))
 
+        def submit(task: CellTask):
+            if not task.config.runtime.threads:  # as many torch threads as the cell was given CPUs
+                task = task.with_runtime(threads=threads)
+            return remote.remote(task)
+
+        def collect(ref, task: CellTask):
+            try:
+                return ray.get(ref)
+            except ray.exceptions.RayError as exc:  # the worker died (killed, out of host memory, ...)
+                return CellFailure(task.key, task.cell, "error", f"Ray task failed: {type(exc).__name__}", str(exc))
+
+        run_bounded(tasks, limit, submit, lambda refs: ray.wait(refs, num_returns=1)[0], collect, on_result)
 
 @hookimpl
 def bench_register_executors(register) -> None:

@@ -19,7 +19,7 @@ from harness.cellwork import CellFailure, CellTask, compute_cell
 from harness.errors import BenchError
 from harness.hookspecs import hookimpl
 
-from . import OnResult, check_options
+from . import OnResult, check_options, run_bounded
 
 DEFAULTS: dict[str, Any] = {
     "folder": "",           # submitit's job folder (default: <cache_dir>/slurm)
@@ -56,31 +56,29 @@ class SlurmExecutor:
             if opts["partition"]:
                 params["slurm_partition"] = opts["partition"]
         executor.update_parameters(**params)
-        jobs: dict = {}
-        exhausted = False
-        while jobs or not exhausted:
-            while not exhausted and len(jobs) < opts["max_in_flight"]:
-                task = next(tasks, None)
-                if task is None:
-                    exhausted = True
-                    break
-                executor.update_parameters(name=f"bench-{task.cell.model}-{task.cell.language}-{task.cell.seed}")
-                jobs[executor.submit(compute_cell, task)] = task
-                if progress:
-                    progress.log(f"submitted {task.cell.label()}")
-            finished = [job for job in jobs if job.done()]
-            if not finished:
-                time.sleep(opts["poll_seconds"])
-                continue
-            for job in finished:
-                task = jobs.pop(job)
-                try:
-                    on_result(job.result())
-                except Exception as exc:  # the job died: timeout, node failure, cancelled
-                    on_result(CellFailure(task.key, task.cell, "error",
-                                          f"job {job.job_id} failed: {type(exc).__name__}",
-                                          str(exc)[-4000:]))
 
+        def submit(task: CellTask):
+            executor.update_parameters(name=f"bench-{task.cell.model}-{task.cell.language}-{task.cell.seed}")
+            job = executor.submit(compute_cell, task)
+            if progress:
+                progress.log(f"submitted {task.cell.label()}")
+            return job
+
+        def wait(jobs):
+            while True:
+                finished = [job for job in jobs if job.done()]
+                if finished:
+                    return finished
+                time.sleep(opts["poll_seconds"])
+
+        def collect(job, task: CellTask):
+            try:
+                return job.result()
+            except Exception as exc:  # the job died: timeout, node failure, cancelled
+                return CellFailure(task.key, task.cell, "error", f"job {job.job_id} failed: {type(exc).__name__}",
+                                   str(exc)[-4000:])
+
+        run_bounded(tasks, opts["max_in_flight"], submit, wait, collect, on_result)
 
 @hookimpl
 def bench_register_executors(register) -> None:

@@ -19,8 +19,7 @@ import json
 import os
 import sys
 from collections import Counter
-from collections.abc import Iterator, Sequence
-from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -132,7 +131,7 @@ def _draw(source: Source, split: str, indices: Sequence[int], lang: str, target_
                bar_format="{desc}: {percentage:3.0f}%|{bar}| {n:.2f}/{total:.2f} {unit}" if target_seconds else None)
     with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool, bar:
         for start in range(0, len(indices), chunk):
-            part = [i for i in indices[start:start + chunk]]
+            part = indices[start:start + chunk]
             texts = {i: normalize(rows[i].sentence, lang) for i in part}
             futures = {i: pool.submit(work, i) for i in part if texts[i].strip()}
             for i in part:

@@ -82,6 +82,34 @@ class ModelRequest:
     mask_time_prob: float = 0.05
     #: the model's own settings from bench.toml ``[models.NAME]``
     options: Mapping[str, Any] = field(default_factory=dict)
+    #: where models that ``prepare`` themselves keep what they made (``<run.cache_dir>/models``)
+    cache_dir: Path | None = None
+
+
+@dataclass(frozen=True)
+class PrepareContext:
+    """What a model's ``prepare`` gets: where to keep what it makes, speech to make it from,
+    and how to compute. ``prepare`` runs once per run, before any cell, in the driver."""
+
+    #: the models' cache directory (the same path cells get as ``ModelRequest.cache_dir``)
+    cache_dir: Path
+    #: ``load_dataset(dataset, language, seed, options)``: a registered dataset's splits
+    load_dataset: Callable[[str, str, int, Mapping[str, Any]], DatasetSplits]
+    device: str = "auto"
+    #: torch threads (0: torch's default)
+    threads: int = 0
+    #: :class:`harness.progress.Progress` for a stage bar and log lines, or None
+    progress: Any = None
+    #: make it again even when it is already there
+    force: bool = False
+    #: the model's own settings from bench.toml ``[models.NAME]`` (as its cells get them)
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+    def log(self, line: str) -> None:
+        if self.progress is not None:
+            self.progress.log(line)
+        else:
+            print(line, flush=True)
 
 
 class SpeechCTCModel(torch.nn.Module, abc.ABC):
@@ -133,6 +161,9 @@ class ModelSpec:
     metadata: Mapping[str, Any] = field(default_factory=dict)
     #: cheap availability check run before any cell is computed; raises BenchError
     check: Callable[[], None] | None = None
+    #: makes what ``build`` needs (pre-trains a model, say) when it is not in the cache yet;
+    #: returns facts about it (path, whether it was made now, losses) for logs and ``bench pretrain``
+    prepare: Callable[[PrepareContext], Mapping[str, Any]] | None = None
 
 
 @dataclass(frozen=True)

@@ -61,6 +61,11 @@ def checkpoint_path(config: RunConfig, key: str) -> Path:
     return config.cache_dir / "checkpoints" / f"{key}.pt"
 
 
+def model_cache_dir(config: RunConfig) -> Path:
+    """Where models keep what their ``prepare`` made (pre-trained checkpoints)."""
+    return config.cache_dir / "models"
+
+
 def data_request(config: RunConfig, cell: Cell, options) -> DatasetRequest:
     return DatasetRequest(cell.language, cell.seed, options, config.cache_dir / "datasets" / cell.dataset)
 
@@ -157,7 +162,7 @@ def _compute(task: CellTask, progress: Progress | None, start: float) -> CellRes
         try:
             outcome = fine_tune_and_evaluate(
                 planned.model.spec.build, data, task.cell.language, task.cell.seed, train, runtime, metrics,
-                planned.model_options, progress, checkpoint=checkpoint,
+                planned.model_options, progress, checkpoint=checkpoint, model_cache_dir=model_cache_dir(config),
             )
             break
         except Exception as exc:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from collections.abc import Sequence
@@ -90,6 +91,46 @@ def _cmd_run(args: argparse.Namespace) -> int:
                   "(`bench failures` shows the tracebacks).", file=sys.stderr)
             return 3
     return 0
+
+
+def _cmd_pretrain(args: argparse.Namespace) -> int:
+    from harness.prepare import prepare_context
+    from harness.progress import Progress
+    from harness.runner import resolve_models
+
+    config = _config(args)
+    registry = load_registry()
+    specs = [(reg.spec, options) for reg, options in resolve_models(config, registry).values()
+             if reg.spec.prepare is not None]
+    if not specs:
+        made_here = sorted(name for name, reg in registry.models.items() if reg.spec.prepare is not None)
+        print(f"none of the selected models ({', '.join(config.models)}) is made here; models pre-trained here: "
+              f"{', '.join(made_here) or 'none'} (and ssl:LANG+LANG...)")
+        return 0
+    progress = Progress(len(specs), enabled=None if not args.no_progress else False, desc="pretrain", unit="model")
+    context = prepare_context(config, registry, progress, force=args.force)
+    rows = []
+    try:
+        for spec, options in specs:
+            progress.start_cell(spec.name)
+            facts = spec.prepare(dataclasses.replace(context, options=dict(options)))
+            history = facts.get("history") or [{}]
+            rows.append([spec.name, "+".join(facts.get("recipe", {}).get("languages", [])),
+                         facts.get("recipe", {}).get("steps"), _loss(history[0]), _loss(history[-1]),
+                         facts.get("chance_contrastive_loss"),
+                         f"{facts.get('seconds', 0):.0f} s" + ("" if facts.get("prepared_now") else " (cached)"),
+                         facts.get("path")])
+            progress.finish_cell(f"ready {spec.name}: {facts.get('path')}")
+    finally:
+        progress.close()
+    print(tabulate(rows, headers=["model", "languages", "updates", "loss first", "loss last", "chance", "took",
+                                  "checkpoint"]))
+    return 0
+
+
+def _loss(entry) -> str:
+    value = entry.get("contrastive")
+    return "" if value is None else f"{value:.3f}"
 
 
 def _cmd_failures(args: argparse.Namespace) -> int:
@@ -269,6 +310,13 @@ def build_parser() -> argparse.ArgumentParser:
     lst.add_argument("--languages", action="store_true",
                      help="the study's languages: family, script, case, spaces, and which datasets have them")
     lst.set_defaults(func=_cmd_list)
+
+    pretrain = sub.add_parser("pretrain", help="pre-train the selected models that are made here (tiny-ssl-*), "
+                                                "unless already in the cache")
+    _selection_flags(pretrain)
+    pretrain.add_argument("--force", action="store_true", help="pre-train again even when cached")
+    pretrain.add_argument("--no-progress", action="store_true", help="no progress bars (log lines only)")
+    pretrain.set_defaults(func=_cmd_pretrain)
 
     failures = sub.add_parser("failures", help="show the failed cells of the store with their errors")
     _selection_flags(failures)

@@ -29,18 +29,20 @@ class Progress:
     one log line each, so logs of batch jobs stay readable.
     """
 
-    def __init__(self, total_cells: int, enabled: bool | None = None, stream=None) -> None:
+    def __init__(self, total_cells: int, enabled: bool | None = None, stream=None, desc: str = "matrix",
+                 unit: str = "cell") -> None:
         self.stream = stream or sys.stderr
         disable = (not self.stream.isatty()) if enabled is None else not enabled
         self._disable = disable
-        self._matrix = tqdm(total=total_cells, desc="matrix", unit="cell", position=0,
+        self._desc = desc
+        self._matrix = tqdm(total=total_cells, desc=desc, unit=unit, position=0,
                             disable=disable, file=self.stream, dynamic_ncols=True)
         self._stage: _Stage | None = None
         self.cell_label = ""
 
     def start_cell(self, label: str) -> None:
         self.cell_label = label
-        self._matrix.set_description_str(f"matrix [{label}]", refresh=True)
+        self._matrix.set_description_str(f"{self._desc} [{label}]", refresh=True)
 
     def stage(self, name: str, total: int) -> _Stage:
         if self._stage is not None:

@@ -150,13 +150,26 @@ def pretraining_languages(cells: Sequence[StoredCell]) -> dict[str, list[str]]:
     return out
 
 
+def pretrained_models(cells: Sequence[StoredCell]) -> dict[str, bool]:
+    """model -> whether it was pre-trained, for the models whose stored metadata says."""
+    out: dict[str, bool] = {}
+    for c in cells:
+        meta = c.record.get("identity", {}).get("model", {}).get("metadata", {})
+        if meta.get("pretraining") == "none" or meta.get("pretraining_hours") == 0:
+            out[c.model] = False
+        elif meta.get("pretraining_hours") or meta.get("pretraining_languages"):
+            out[c.model] = True
+    return out
+
+
 def findings(cells: Sequence[StoredCell], metric: str = "cer") -> dict[str, list]:
     """Statistics per dataset (languages of different datasets are not pooled)."""
     from harness.stats import all_findings
 
     values = cell_values(cells, metric)
     pretraining = pretraining_languages(cells)
-    return {dataset: all_findings(part, pretraining, metric) for dataset, part in values.groupby("dataset")}
+    pretrained = pretrained_models(cells)
+    return {dataset: all_findings(part, pretraining, metric, pretrained) for dataset, part in values.groupby("dataset")}
 
 
 def rankings(m: Matrix) -> dict[str, list[tuple[int, str, float]]]:

@@ -20,6 +20,7 @@ from harness.errors import BenchError, did_you_mean
 from harness.matrix import Cell, cell_identity, cell_key
 from harness.cellwork import CellFailure, CellResult, CellTask, checkpoint_path, data_request, use_registry
 from harness.plugins import Registered, Registry, load_registry
+from harness.prepare import prepare_models
 from harness.progress import Progress
 from harness.provenance import git_revision, machine, package_versions
 from harness.store import ResultStore
@@ -57,13 +58,18 @@ def _resolve_model(name: str, config: RunConfig, registry: Registry) -> tuple[Re
     return registry.model(name), options
 
 
-def plan_run(config: RunConfig, registry: Registry) -> Plan:
+def resolve_models(config: RunConfig, registry: Registry) -> dict[str, tuple[Registered[ModelSpec], dict]]:
+    """The configured models (``all`` and groups expanded, aliases resolved) and their options."""
     model_names = list(config.models)
     if ALL in model_names:
         aliases = [n for n, opts in config.model_options.items() if "from" in opts]
         model_names = sorted(set(registry.models) | set(aliases))
     model_names = registry.expand_models(model_names)
-    models = {name: _resolve_model(name, config, registry) for name in model_names}
+    return {name: _resolve_model(name, config, registry) for name in model_names}
+
+
+def plan_run(config: RunConfig, registry: Registry) -> Plan:
+    models = resolve_models(config, registry)
 
     dataset_names = sorted(registry.datasets) if ALL in config.datasets else list(config.datasets)
     datasets = {name: registry.dataset(name) for name in dataset_names}
@@ -207,6 +213,8 @@ def execute(plan: Plan, config: RunConfig, store: ResultStore, progress: Progres
         checked.add(data_key)
 
     registry = registry or load_registry()
+    # models made here (pre-trained, say) are made once, in this process, before any cell
+    prepare_models(((p.model.spec, p.model_options) for p in pending), config, registry, progress)
     use_registry(registry)  # cells computed in this process see exactly the plugins the plan saw
     executor_spec = registry.executor(config.executor).spec
     executor = executor_spec.create(config.executor_options.get(config.executor, {}), config)

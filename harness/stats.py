@@ -145,6 +145,23 @@ def related_pretraining_tests(values: pd.DataFrame, pretraining: Mapping[str, Se
                      frame[~frame["related"]]["value"].tolist(), metric)]
 
 
-def all_findings(values: pd.DataFrame, pretraining: Mapping[str, Sequence[str]], metric: str = "cer") -> list[Finding]:
+def pretraining_tests(values: pd.DataFrame, pretrained: Mapping[str, bool], metric: str = "cer") -> list[Finding]:
+    """Every cell of a pre-trained model versus every cell of a model without pre-training.
+
+    ``pretrained`` maps model -> whether it was pre-trained; models it lacks take no part.
+    """
+    known = values[values["model"].isin(list(pretrained))]
+    flags = known["model"].map(lambda m: bool(pretrained[m]))
+    if known.empty or flags.all() or not flags.any():
+        return [Finding("pretraining", "Pre-training: not tested — needs results of pre-trained models and of a "
+                                       "model without pre-training (such as no-pretraining or tiny-wav2vec2).",
+                        tested=False)]
+    return [_compare("pretraining", "Pre-training", "pre-trained models", known[flags]["value"].tolist(),
+                     "models without pre-training", known[~flags]["value"].tolist(), metric)]
+
+
+def all_findings(values: pd.DataFrame, pretraining: Mapping[str, Sequence[str]], metric: str = "cer",
+                 pretrained: Mapping[str, bool] | None = None) -> list[Finding]:
     return [*per_language_tests(values, metric), *family_tests(values, metric),
-            *related_pretraining_tests(values, pretraining, metric)]
+            *related_pretraining_tests(values, pretraining, metric),
+            *(pretraining_tests(values, pretrained, metric) if pretrained is not None else [])]

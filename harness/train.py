@@ -180,6 +180,7 @@ def fine_tune_and_evaluate(
     model_options: Mapping[str, Any] | None = None,
     progress: Progress | None = None,
     checkpoint: Path | None = None,
+    model_cache_dir: Path | None = None,
 ) -> CellOutcome:
     """Fine-tune a fresh model on ``data`` and evaluate it on dev and test.
 
@@ -215,6 +216,7 @@ def fine_tune_and_evaluate(
             seed=seed,
             mask_time_prob=train.mask_time_prob,
             options=dict(model_options or {}),
+            cache_dir=model_cache_dir,
         )
     )
     for name, split in splits.items():

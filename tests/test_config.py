@@ -102,3 +102,6 @@ def test_repository_bench_toml_has_smoke_and_paper_presets():
     assert paper.train.vocab_min_fraction == 1e-5
     assert paper.datasets == ("common_voice",) and paper.langs == ("all",) and paper.models == ("study",)
     assert paper.dataset_options["common_voice"]["train_hours"] == 5.0
+    tiny = load_config(root, preset="tiny-study")
+    assert tiny.models == ("tiny-study",) and tiny.langs == ("es", "it", "ru") and tiny.seeds == (0, 1, 2)
+    assert tiny.train == smoke.train  # the smoke recipe

@@ -5,7 +5,8 @@ import pytest
 import scikit_posthocs as sp
 from scipy import stats
 
-from harness.stats import family_tests, per_language_tests, posthoc_matrix, related_pretraining_tests
+from harness.stats import (family_tests, per_language_tests, posthoc_matrix, pretraining_tests,
+                           related_pretraining_tests)
 
 # 3 models x 2 languages x 4 seeds, fixed numbers
 CER = {
@@ -65,6 +66,17 @@ def test_related_pretraining(values):
     unrelated = CER[("good", "ja")] + CER[("bad", "de")] + CER[("bad", "ja")]
     assert f.p_value == pytest.approx(stats.mannwhitneyu(related, unrelated, alternative="two-sided").pvalue)
     assert not related_pretraining_tests(values, {})[0].tested
+
+
+def test_pretrained_against_no_pretraining(values):
+    (f,) = pretraining_tests(values, {"good": True, "mid": True, "bad": False})
+    pretrained = [v for (m, _), vs in CER.items() if m != "bad" for v in vs]
+    baseline = CER[("bad", "de")] + CER[("bad", "ja")]
+    u, p = stats.mannwhitneyu(pretrained, baseline, alternative="two-sided")
+    assert f.p_value == pytest.approx(p) and f"U = {u:.1f}" in f.sentence
+    assert "pre-trained models significantly lower CER than models without pre-training" in f.sentence
+    assert not pretraining_tests(values, {"good": True, "bad": True})[0].tested  # no baseline
+    assert not pretraining_tests(values, {})[0].tested
 
 
 def test_too_few_seeds_is_reported_not_tested(values):

@@ -1,0 +1,37 @@
+"""Models that have to be made before cells can use them (pre-trained here, for example).
+
+A model plugin marks such a model with ``ModelSpec.prepare``. ``bench run`` prepares the
+models of its pending cells in the driver, before handing any cell to an executor, so workers
+only load what is already in the cache; ``bench pretrain`` does the same on request.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from harness.api import DatasetRequest, DatasetSplits, ModelSpec, PrepareContext
+from harness.cellwork import model_cache_dir
+from harness.config import RunConfig
+from harness.plugins import Registry
+
+
+def prepare_context(config: RunConfig, registry: Registry, progress=None, force: bool = False) -> PrepareContext:
+    def load_dataset(name: str, language: str, seed: int, options: Mapping[str, Any]) -> DatasetSplits:
+        spec = registry.dataset(name).spec
+        return spec.load(DatasetRequest(language, seed, dict(options), config.cache_dir / "datasets" / name))
+
+    return PrepareContext(model_cache_dir(config), load_dataset, config.runtime.device, config.runtime.threads,
+                          progress, force)
+
+
+def prepare_models(models: Iterable[tuple[ModelSpec, Mapping[str, Any]]], config: RunConfig, registry: Registry,
+                   progress=None, force: bool = False) -> dict[str, Mapping[str, Any]]:
+    """Run ``prepare`` of every model (spec, options) that has one, once per model name."""
+    context = prepare_context(config, registry, progress, force)
+    facts: dict[str, Mapping[str, Any]] = {}
+    for spec, options in models:
+        if spec.prepare is not None and spec.name not in facts:
+            facts[spec.name] = spec.prepare(dataclasses.replace(context, options=dict(options)))
+    return facts

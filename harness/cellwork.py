@@ -66,8 +66,13 @@ def model_cache_dir(config: RunConfig) -> Path:
     return config.cache_dir / "models"
 
 
+def dataset_request(config: RunConfig, dataset: str, language: str, seed: int, options) -> DatasetRequest:
+    """What a dataset plugin is asked for: its cache lives in ``<run.cache_dir>/datasets/<name>``."""
+    return DatasetRequest(language, seed, options, config.cache_dir / "datasets" / dataset)
+
+
 def data_request(config: RunConfig, cell: Cell, options) -> DatasetRequest:
-    return DatasetRequest(cell.language, cell.seed, options, config.cache_dir / "datasets" / cell.dataset)
+    return dataset_request(config, cell.dataset, cell.language, cell.seed, options)
 
 
 # per-process memo: a worker computing many cells loads plugins once, and data once per language

@@ -11,8 +11,8 @@ import dataclasses
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from harness.api import DatasetRequest, DatasetSplits, ModelSpec, PrepareContext
-from harness.cellwork import model_cache_dir
+from harness.api import DatasetSplits, ModelSpec, PrepareContext
+from harness.cellwork import dataset_request, model_cache_dir
 from harness.config import RunConfig
 from harness.plugins import Registry
 
@@ -20,7 +20,7 @@ from harness.plugins import Registry
 def prepare_context(config: RunConfig, registry: Registry, progress=None, force: bool = False) -> PrepareContext:
     def load_dataset(name: str, language: str, seed: int, options: Mapping[str, Any]) -> DatasetSplits:
         spec = registry.dataset(name).spec
-        return spec.load(DatasetRequest(language, seed, dict(options), config.cache_dir / "datasets" / name))
+        return spec.load(dataset_request(config, name, language, seed, dict(options)))
 
     return PrepareContext(model_cache_dir(config), load_dataset, config.runtime.device, config.runtime.threads,
                           progress, force)

@@ -72,7 +72,8 @@ def _usable_audio(utt: Utterance) -> bool:
     return audio is not None and audio.ndim == 1 and len(audio) > 0 and bool(np.isfinite(audio).all())
 
 
-def _prepare_audio(audio: np.ndarray, normalise: bool) -> torch.Tensor:
+def prepare_audio(audio: np.ndarray, normalise: bool) -> torch.Tensor:
+    """Float32 tensor of a clip, normalised to zero mean and unit variance when asked."""
     audio = audio.astype(np.float32, copy=False)
     if normalise:
         audio = (audio - audio.mean()) / math.sqrt(float(audio.var()) + 1e-7)
@@ -100,7 +101,7 @@ def _prepare(utterances: Sequence[Utterance], lang: str, max_seconds: float | No
 
 
 def _to_tensors(split: _Split, normalise: bool) -> _Split:
-    split.audio = [_prepare_audio(a, normalise) for a in split.audio]
+    split.audio = [prepare_audio(a, normalise) for a in split.audio]
     return split
 
 

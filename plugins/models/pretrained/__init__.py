@@ -115,6 +115,7 @@ def _pretrain(context: PrepareContext, name: str, recipe: PretrainRecipe, direct
     outcome = pretrain(recipe, audio, device, on_update)
     if stage is not None:
         stage.close()
+    first = outcome.history[0] if outcome.history else {}
     final = outcome.history[-1] if outcome.history else {}
     manifest = {
         "name": name,
@@ -141,7 +142,7 @@ def _pretrain(context: PrepareContext, name: str, recipe: PretrainRecipe, direct
         shutil.rmtree(directory)
     os.replace(partial, directory)
     context.log(f"pre-trained {name} in {outcome.seconds:.0f} s: contrastive loss "
-                f"{outcome.history[0]['contrastive']:.3f} -> {final.get('contrastive', float('nan')):.3f} "
+                f"{first.get('contrastive', float('nan')):.3f} -> {final.get('contrastive', float('nan')):.3f} "
                 f"(chance {chance_contrastive_loss(recipe):.3f})")
     return manifest
 

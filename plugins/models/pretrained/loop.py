@@ -27,6 +27,7 @@ from harness.batching import endless_batches, pad_stack
 from harness.device import seed_everything
 from harness.errors import BenchError
 from harness.schedule import tri_stage_scheduler
+from harness.train import prepare_audio
 
 from ..hf import tiny_config
 from .recipe import PretrainRecipe
@@ -63,13 +64,6 @@ def pretraining_config(recipe: PretrainRecipe):
     )
 
 
-def _normalise(audio: np.ndarray) -> torch.Tensor:
-    """Zero mean, unit variance per clip, as the fine-tuning loop and the feature extractor do."""
-    audio = audio.astype(np.float32, copy=False)
-    audio = (audio - audio.mean()) / math.sqrt(float(audio.var()) + 1e-7)
-    return torch.from_numpy(np.ascontiguousarray(audio))
-
-
 def _temperature(recipe: PretrainRecipe, update: int) -> float:
     start, end = recipe.gumbel_temperature
     progress = update / max(recipe.steps - 1, 1)
@@ -103,7 +97,7 @@ def _pretrain(recipe: PretrainRecipe, audio: Sequence[np.ndarray], device: torch
     lengths = [len(a) for a in audio]
     frames = model._get_feat_extract_output_lengths(torch.tensor(lengths, dtype=torch.long)).tolist()
     usable = [i for i, n in enumerate(frames) if n >= 2 * recipe.mask_length]
-    clips = [_normalise(audio[i]) for i in usable]
+    clips = [prepare_audio(audio[i], normalise=True) for i in usable]  # as fine-tuning does
     lengths = [lengths[i] for i in usable]
     frames = [frames[i] for i in usable]
 

@@ -19,7 +19,7 @@ from harness.plugins import load_registry
 
 def _selection_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", help="bench.toml to read (default: ./bench.toml or $BENCH_CONFIG)")
-    parser.add_argument("--preset", help="named preset from bench.toml (default: smoke)")
+    parser.add_argument("--preset", help="named preset from bench.toml (default: run.preset of the file, else tiny-study)")
     parser.add_argument("--models", help="comma-separated model names, or 'all'")
     parser.add_argument("--datasets", help="comma-separated dataset names, or 'all'")
     parser.add_argument("--langs", help="comma-separated language codes, or 'all'")
@@ -105,7 +105,7 @@ def _cmd_pretrain(args: argparse.Namespace) -> int:
     if not specs:
         made_here = sorted(name for name, reg in registry.models.items() if reg.spec.prepare is not None)
         print(f"none of the selected models ({', '.join(config.models)}) is made here; models pre-trained here: "
-              f"{', '.join(made_here) or 'none'} (and ssl:LANG+LANG...)")
+              f"{', '.join(made_here) or 'none'} (and phone:LANG+LANG..., ssl:LANG+LANG...)")
         return 0
     progress = Progress(len(specs), enabled=None if not args.no_progress else False, desc="pretrain", unit="model")
     context = prepare_context(config, registry, progress, force=args.force)
@@ -114,23 +114,16 @@ def _cmd_pretrain(args: argparse.Namespace) -> int:
         for spec, options in specs:
             progress.start_cell(spec.name)
             facts = spec.prepare(dataclasses.replace(context, options=dict(options)))
-            history = facts.get("history") or [{}]
-            rows.append([spec.name, "+".join(facts.get("recipe", {}).get("languages", [])),
-                         facts.get("recipe", {}).get("steps"), _loss(history[0]), _loss(history[-1]),
-                         facts.get("chance_contrastive_loss"),
+            recipe = facts.get("recipe", {})
+            rows.append([spec.name, facts.get("kind", ""), "+".join(recipe.get("languages", [])), recipe.get("steps"),
+                         facts.get("summary", ""),
                          f"{facts.get('seconds', 0):.0f} s" + ("" if facts.get("prepared_now") else " (cached)"),
                          facts.get("path")])
             progress.finish_cell(f"ready {spec.name}: {facts.get('path')}")
     finally:
         progress.close()
-    print(tabulate(rows, headers=["model", "languages", "updates", "loss first", "loss last", "chance", "took",
-                                  "checkpoint"]))
+    print(tabulate(rows, headers=["model", "kind", "languages", "updates", "result", "took", "checkpoint"]))
     return 0
-
-
-def _loss(entry) -> str:
-    value = entry.get("contrastive")
-    return "" if value is None else f"{value:.3f}"
 
 
 def _cmd_failures(args: argparse.Namespace) -> int:
@@ -311,8 +304,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="the study's languages: family, script, case, spaces, and which datasets have them")
     lst.set_defaults(func=_cmd_list)
 
-    pretrain = sub.add_parser("pretrain", help="pre-train the selected models that are made here (tiny-ssl-*), "
-                                                "unless already in the cache")
+    pretrain = sub.add_parser("pretrain", help="pre-train the selected models that are made here "
+                                                "(tiny-phone-*, tiny-ssl-*), unless already in the cache")
     _selection_flags(pretrain)
     pretrain.add_argument("--force", action="store_true", help="pre-train again even when cached")
     pretrain.add_argument("--no-progress", action="store_true", help="no progress bars (log lines only)")

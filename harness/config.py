@@ -22,7 +22,7 @@ from typing import Any, get_type_hints
 from harness.errors import BenchError, did_you_mean
 
 DEFAULT_CONFIG = "bench.toml"
-DEFAULT_PRESET = "smoke"
+DEFAULT_PRESET = "tiny-study"
 
 
 def default_cache_dir() -> Path:

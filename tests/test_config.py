@@ -40,7 +40,7 @@ def test_file_values_and_defaults(config_file):
     assert config.train.warmup == TrainSettings().warmup  # untouched default
     assert config.store == config_file.parent / "out/results.sqlite"  # relative to the file
     assert config.dataset_options["synthetic"] == {"train_minutes": 4}
-    assert config.preset == "smoke"
+    assert config.preset == "tiny-study"  # the default preset's name, though this file defines none
 
 
 def test_preset_then_set_then_flags_override_in_that_order(config_file):
@@ -90,11 +90,16 @@ def test_missing_config_file(tmp_path):
         load_config(tmp_path / "nope.toml")
 
 
-def test_repository_bench_toml_has_smoke_and_paper_presets():
+def test_repository_bench_toml_has_the_small_study_smoke_and_paper_presets():
     root = Path(__file__).resolve().parents[1] / "bench.toml"
-    smoke = load_config(root)
+    default = load_config(root)
+    smoke = load_config(root, preset="smoke")
     paper = load_config(root, preset="paper")
-    assert smoke.preset == "smoke" and len(smoke.models) >= 2 and len(smoke.langs) >= 3
+    # the default: pre-trained tiny models and the no-pretraining baseline, 3 languages, 3 seeds
+    assert default.preset == "tiny-study" and default.models == ("tiny-study",)
+    assert default.langs == ("es", "it", "ru") and default.seeds == (0, 1, 2) and default.train.steps == 150
+    assert smoke.models == ("tiny-wav2vec2", "tiny-hubert") and smoke.seeds == (0,) and smoke.train.steps == 400
+    assert smoke.langs == ("de", "es", "ru")
     # the study's protocol (DESIGN.md section 2)
     assert paper.train.steps == 4000 and paper.train.lr == 6e-5
     assert (paper.train.warmup, paper.train.hold) == (0.1, 0.4)
@@ -102,6 +107,6 @@ def test_repository_bench_toml_has_smoke_and_paper_presets():
     assert paper.train.vocab_min_fraction == 1e-5
     assert paper.datasets == ("common_voice",) and paper.langs == ("all",) and paper.models == ("study",)
     assert paper.dataset_options["common_voice"]["train_hours"] == 5.0
-    tiny = load_config(root, preset="tiny-study")
-    assert tiny.models == ("tiny-study",) and tiny.langs == ("es", "it", "ru") and tiny.seeds == (0, 1, 2)
-    assert tiny.train == smoke.train  # the smoke recipe
+    ssl = load_config(root, preset="tiny-ssl-study")
+    assert ssl.models == ("tiny-ssl-study",) and ssl.langs == default.langs and ssl.seeds == (0, 1, 2)
+    assert ssl.train == smoke.train  # the smoke recipe: 400 updates

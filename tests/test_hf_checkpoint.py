@@ -41,6 +41,29 @@ def test_checkpoint_settings_are_honoured(tmp_path):
     assert model.model.lm_head.out_features == 12
 
 
+def test_a_checkpoints_own_ctc_head_is_never_reused(tmp_path):
+    """A fine-tuned checkpoint (or a phone recogniser) has a head for another alphabet: even when
+    its size matches the language's vocabulary, the cell gets a fresh one; the body is loaded."""
+    import torch
+    from transformers import AutoModelForCTC
+
+    from harness.api import ModelRequest
+
+    path = tmp_path / "fine-tuned"
+    saved = AutoModelForCTC.from_config(tiny_config("wav2vec2", vocab_size=12))
+    with torch.no_grad():
+        saved.lm_head.weight.fill_(0.5)
+        saved.lm_head.bias.fill_(0.5)
+    saved.save_pretrained(path)
+    for vocab_size in (12, 20):
+        model = checkpoint_spec(str(path)).build(ModelRequest(vocab_size=vocab_size, blank_id=0, seed=0)).model
+        head = model.lm_head
+        assert head.out_features == vocab_size and not torch.any(head.weight == 0.5) and torch.all(head.bias == 0)
+        assert head.weight.std().item() == pytest.approx(saved.config.initializer_range, rel=0.2)
+        key = "encoder.layers.0.feed_forward.output_dense.weight"
+        assert torch.equal(model.wav2vec2.state_dict()[key], saved.wav2vec2.state_dict()[key])
+
+
 def test_alias_in_bench_toml(bench, small_config, tmp_path):
     path = _save(tmp_path, "hubert", with_extractor=False)
     small_config.write_text(small_config.read_text() + f'\n[models.my-hubert]\nfrom = "hf:{path}"\n')

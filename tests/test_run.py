@@ -94,7 +94,7 @@ def test_training_lowers_cer(bench, tmp_path):
     from pathlib import Path
 
     config = Path(__file__).resolve().parents[1] / "bench.toml"
-    args = ["--config", str(config), "--models", "tiny-wav2vec2", "--langs", "es", "--no-progress"]
+    args = ["--config", str(config), "--preset", "smoke", "--models", "tiny-wav2vec2", "--langs", "es", "--no-progress"]
     code, _, err = bench("run", *args, "--store", str(tmp_path / "untrained.sqlite"), "--set", "train.steps=0")
     assert code == 0, err
     code, _, err = bench("run", *args, "--store", str(tmp_path / "trained.sqlite"))

@@ -4,7 +4,7 @@ import pytest
 from harness.api import SAMPLING_RATE, DatasetRequest
 from harness.languages import STUDY_LANGUAGES
 from plugins.datasets import synthetic
-from plugins.datasets.synthetic.espeak import ESpeak
+from plugins.espeak import ESpeak
 from plugins.datasets.synthetic.words import LANGUAGES
 
 SMALL = {"train_minutes": 0.4, "dev_minutes": 0.2, "test_minutes": 0.2}

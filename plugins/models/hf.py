@@ -139,14 +139,15 @@ def _load_checkpoint(ref: str, request: ModelRequest) -> HFCTCModel:
     hf_logging.set_verbosity_error()  # the "newly initialised lm_head" warning is expected here
     hf_logging.disable_progress_bar()  # one "Loading weights" bar per cell would drown the run's log
     try:
-        model = AutoModelForCTC.from_pretrained(source, revision=revision, ignore_mismatched_sizes=True,
-                                                **_config_kwargs(request))
+        model, loading = AutoModelForCTC.from_pretrained(source, revision=revision, ignore_mismatched_sizes=True,
+                                                         output_loading_info=True, **_config_kwargs(request))
     except (OSError, ValueError) as exc:
         raise _not_found(ref, exc) from None
     finally:
         hf_logging.set_verbosity(verbosity)
         if bars:
             hf_logging.enable_progress_bar()
+    _fresh_head(model, loading)
     # without a preprocessor_config.json: checkpoints with a layer-normalised conv encoder (the
     # "large" recipe) were pre-trained on normalised audio, group-normalised ("base") ones were not
     normalise = getattr(model.config, "feat_extract_norm", "layer") == "layer"
@@ -160,6 +161,19 @@ def _load_checkpoint(ref: str, request: ModelRequest) -> HFCTCModel:
     except OSError:
         pass  # no preprocessor_config.json: the rule above applies
     return HFCTCModel(model, normalise)
+
+
+def _fresh_head(model: torch.nn.Module, loading: Mapping[str, Any]) -> None:
+    """A checkpoint's own CTC head was trained for another alphabet (or phone set): when its size
+    happens to match this language's vocabulary, transformers keeps it; start it afresh instead,
+    as it does for a head of another size."""
+    fresh = set(loading.get("missing_keys", ())) | {key for key, *_ in loading.get("mismatched_keys", ())}
+    if "lm_head.weight" in fresh:
+        return
+    with torch.no_grad():
+        model.lm_head.weight.normal_(0.0, model.config.initializer_range)
+        if model.lm_head.bias is not None:
+            model.lm_head.bias.zero_()
 
 
 def checkpoint_spec(ref: str) -> ModelSpec:

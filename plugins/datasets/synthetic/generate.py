@@ -36,12 +36,13 @@ def split_of(text: str) -> str:
 def synthesise(code: str, options: dict[str, Any]) -> dict[str, list[tuple[str, np.ndarray, str, str]]]:
     import soxr
 
-    from .espeak import ESpeak
-    from .words import LANGUAGES, sentence
+    from plugins.espeak import VOICES, ESpeak
+
+    from .words import sentence
 
     libc = ctypes.CDLL(None)  # eSpeak NG draws pitch flutter from the C library's rand()
     engine = ESpeak.get()
-    voice = LANGUAGES[code][1]
+    voice = VOICES[code]
     rng = np.random.default_rng([int(options["corpus_seed"]), zlib.crc32(code.encode())])
     targets = {s: options[f"{s}_minutes"] * 60 * SAMPLING_RATE for s in SPLITS}
     totals = dict.fromkeys(SPLITS, 0)

@@ -11,24 +11,25 @@ import unicodedata
 
 import numpy as np
 
-#: Common Voice code -> (wordfreq code, eSpeak NG voice, accepted script prefixes of unicodedata names)
-LANGUAGES: dict[str, tuple[str, str, tuple[str, ...]]] = {
-    "en": ("en", "en-us", ("LATIN",)),
-    "de": ("de", "de", ("LATIN",)),
-    "nl": ("nl", "nl", ("LATIN",)),
-    "sv-SE": ("sv", "sv", ("LATIN",)),
-    "fr": ("fr", "fr", ("LATIN",)),
-    "es": ("es", "es", ("LATIN",)),
-    "it": ("it", "it", ("LATIN",)),
-    "pt": ("pt", "pt", ("LATIN",)),
-    "ru": ("ru", "ru", ("CYRILLIC",)),
-    "uk": ("uk", "uk", ("CYRILLIC",)),
-    "pl": ("pl", "pl", ("LATIN",)),
-    "fa": ("fa", "fa", ("ARABIC",)),
-    "ar": ("ar", "ar", ("ARABIC",)),
-    "id": ("id", "id", ("LATIN",)),
-    "ja": ("ja", "ja", ("HIRAGANA", "KATAKANA")),
-    "zh-CN": ("zh", "cmn", ("CJK UNIFIED IDEOGRAPH",)),
+#: Common Voice code -> (wordfreq code, accepted script prefixes of unicodedata names); the
+#: eSpeak NG voice of each is in :data:`plugins.espeak.VOICES`
+LANGUAGES: dict[str, tuple[str, tuple[str, ...]]] = {
+    "en": ("en", ("LATIN",)),
+    "de": ("de", ("LATIN",)),
+    "nl": ("nl", ("LATIN",)),
+    "sv-SE": ("sv", ("LATIN",)),
+    "fr": ("fr", ("LATIN",)),
+    "es": ("es", ("LATIN",)),
+    "it": ("it", ("LATIN",)),
+    "pt": ("pt", ("LATIN",)),
+    "ru": ("ru", ("CYRILLIC",)),
+    "uk": ("uk", ("CYRILLIC",)),
+    "pl": ("pl", ("LATIN",)),
+    "fa": ("fa", ("ARABIC",)),
+    "ar": ("ar", ("ARABIC",)),
+    "id": ("id", ("LATIN",)),
+    "ja": ("ja", ("HIRAGANA", "KATAKANA")),
+    "zh-CN": ("zh", ("CJK UNIFIED IDEOGRAPH",)),
 }
 
 
@@ -51,7 +52,7 @@ def vocabulary(code: str, size: int) -> tuple[tuple[str, ...], np.ndarray]:
     """The ``size`` most frequent words of ``code`` in its script, and sampling weights."""
     import wordfreq
 
-    wf_code, _, scripts = LANGUAGES[code]
+    wf_code, scripts = LANGUAGES[code]
     table = wordfreq.get_frequency_dict(wf_code, wordlist="best")  # no tokeniser needed (ja, zh)
     ranked = sorted(table.items(), key=lambda item: (-item[1], item[0]))
     words: list[str] = []

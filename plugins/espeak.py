@@ -1,13 +1,16 @@
 """eSpeak NG through ctypes: speech and IPA phonemes for ~100 languages, fully offline.
 
-The shared library and its voice data come from the ``espeakng-loader`` wheel. The library
-keeps global state, so one process-wide instance is used under a lock.
+Shared by the plugins that need it: the synthetic dataset speaks with it, and phonetic
+pre-training takes its IPA transcriptions (grapheme-to-phoneme) as targets. The shared library
+and its voice data come from the ``espeakng-loader`` wheel. The library keeps global state, so
+one process-wide instance is used under a lock.
 """
 
 from __future__ import annotations
 
 import ctypes
 import threading
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -15,6 +18,13 @@ _AUDIO_OUTPUT_SYNCHRONOUS = 2
 _CHARS_UTF8 = 1
 _RATE, _PITCH = 1, 3
 _PHONEMES_IPA = 0x02
+
+#: Common Voice code -> eSpeak NG voice, for the 18 study languages
+VOICES: dict[str, str] = {
+    "en": "en-us", "de": "de", "nl": "nl", "sv-SE": "sv", "fr": "fr", "es": "es", "it": "it", "pt": "pt",
+    "ru": "ru", "uk": "uk", "pl": "pl", "fa": "fa", "et": "et", "ar": "ar", "id": "id", "ja": "ja", "th": "th",
+    "zh-CN": "cmn",
+}
 
 _SynthCallback = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.c_void_p)
 
@@ -91,3 +101,12 @@ class ESpeak:
                 if out:
                     parts.append(out.decode("utf-8", errors="replace").strip())
             return " ".join(p for p in parts if p)
+
+
+def phonemize(texts: Sequence[str], language: str) -> list[str]:
+    """eSpeak NG's IPA for each text as it reads it in ``language`` (a Common Voice code)."""
+    voice = VOICES.get(language)
+    if voice is None:
+        raise ESpeakError(f"no eSpeak NG voice is set for language {language!r} (known: {', '.join(VOICES)})")
+    engine = ESpeak.get()
+    return [engine.phonemes(text, voice) for text in texts]

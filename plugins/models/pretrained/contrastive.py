@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from harness.api import SAMPLING_RATE, frame_mask
+from harness.api import SAMPLING_RATE, PrepareContext, frame_mask
 from harness.batching import endless_batches, pad_stack
 from harness.device import seed_everything
 from harness.errors import BenchError
@@ -30,7 +30,9 @@ from harness.schedule import tri_stage_scheduler
 from harness.train import prepare_audio
 
 from ..hf import tiny_config
-from .recipe import PretrainRecipe
+from .checkpoints import Pretrained
+from .corpus import load_corpus
+from .recipe import ContrastiveRecipe
 
 #: a loss history entry is kept every this many updates
 HISTORY_EVERY = 25
@@ -48,7 +50,7 @@ class PretrainOutcome:
     audio_seconds: float = 0.0
 
 
-def pretraining_config(recipe: PretrainRecipe):
+def pretraining_config(recipe: ContrastiveRecipe):
     """The tiny wav2vec2 configuration with the recipe's quantiser and masking."""
     return tiny_config(
         "wav2vec2",
@@ -64,13 +66,13 @@ def pretraining_config(recipe: PretrainRecipe):
     )
 
 
-def _temperature(recipe: PretrainRecipe, update: int) -> float:
+def _temperature(recipe: ContrastiveRecipe, update: int) -> float:
     start, end = recipe.gumbel_temperature
     progress = update / max(recipe.steps - 1, 1)
     return start * (end / start) ** progress
 
 
-def pretrain(recipe: PretrainRecipe, audio: Sequence[np.ndarray], device: torch.device | str = "cpu",
+def pretrain(recipe: ContrastiveRecipe, audio: Sequence[np.ndarray], device: torch.device | str = "cpu",
              on_update: Callable[[int, dict[str, float]], None] | None = None) -> PretrainOutcome:
     """Pre-train a fresh tiny wav2vec2 on ``audio`` (16 kHz float32 clips); deterministic for the recipe."""
     if not audio:
@@ -85,7 +87,7 @@ def pretrain(recipe: PretrainRecipe, audio: Sequence[np.ndarray], device: torch.
         torch.use_deterministic_algorithms(previous[0], warn_only=previous[1])
 
 
-def _pretrain(recipe: PretrainRecipe, audio: Sequence[np.ndarray], device: torch.device,
+def _pretrain(recipe: ContrastiveRecipe, audio: Sequence[np.ndarray], device: torch.device,
               on_update: Callable[[int, dict[str, float]], None] | None) -> PretrainOutcome:
     from transformers import Wav2Vec2ForPreTraining
     from transformers.models.wav2vec2.modeling_wav2vec2 import _compute_mask_indices, _sample_negative_indices
@@ -160,29 +162,39 @@ def _pretrain(recipe: PretrainRecipe, audio: Sequence[np.ndarray], device: torch
     return outcome
 
 
-def chance_contrastive_loss(recipe: PretrainRecipe) -> float:
+def chance_contrastive_loss(recipe: ContrastiveRecipe) -> float:
     """The contrastive loss of a model that cannot tell the target from its distractors."""
     return math.log(recipe.num_negatives + 1)
 
 
-def save_checkpoint(model: torch.nn.Module, directory) -> None:
-    """An ordinary Hugging Face checkpoint (``Wav2Vec2ForPreTraining``, as the hub's are)."""
-    from transformers.utils import logging as hf_logging
+def run(context: PrepareContext, name: str, recipe: ContrastiveRecipe, device: torch.device) -> Pretrained:
+    """Pre-train ``recipe`` for :func:`..prepare`, with a progress bar and a log line per quarter."""
+    audio = [u.audio for _, splits in load_corpus(context, recipe) for u in splits.train]
+    stage = context.progress.stage(f"pretrain {name}", recipe.steps) if context.progress is not None else None
+    quarter = max(recipe.steps // 4, 1)
 
-    bars = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()  # no "Writing model shards" bar in the run's log
-    try:
-        _save(model, directory)
-    finally:
-        if bars:
-            hf_logging.enable_progress_bar()
+    def on_update(update: int, stats: dict[str, float]) -> None:
+        if stage is not None:
+            stage.advance()
+            stage.set_postfix(loss=f"{stats['contrastive']:.3f}")
+        if update % quarter == 0 and update < recipe.steps:
+            context.log(f"  {name}: update {update}/{recipe.steps}, contrastive loss {stats['contrastive']:.3f}")
 
-
-def _save(model: torch.nn.Module, directory) -> None:
-    from transformers import Wav2Vec2FeatureExtractor
-
-    model.config.mask_time_prob = 0.05  # the fine-tuning default; pre-training's 0.5 is in the recipe
-    model.config.mask_time_length = 10
-    model.save_pretrained(directory)
-    Wav2Vec2FeatureExtractor(feature_size=1, sampling_rate=SAMPLING_RATE, padding_value=0.0, do_normalize=True,
-                             return_attention_mask=True).save_pretrained(directory)
+    outcome = pretrain(recipe, audio, device, on_update)
+    if stage is not None:
+        stage.close()
+    first = outcome.history[0] if outcome.history else {}
+    final = outcome.history[-1] if outcome.history else {}
+    chance = chance_contrastive_loss(recipe)
+    facts = {
+        "seconds": round(outcome.seconds, 1),
+        "utterances": outcome.utterances,
+        "audio_hours": round(outcome.audio_seconds / 3600, 4),
+        "skipped_updates": outcome.skipped_updates,
+        "chance_contrastive_loss": round(chance, 4),
+        "final": final,
+        "history": outcome.history,
+    }
+    summary = (f"contrastive loss {first.get('contrastive', float('nan')):.3f} -> "
+               f"{final.get('contrastive', float('nan')):.3f} (chance {chance:.3f})")
+    return Pretrained(outcome.model, facts, summary)

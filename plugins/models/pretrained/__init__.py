@@ -111,11 +111,9 @@ def _build(name: str, recipe: Recipe, request: ModelRequest) -> HFCTCModel:
 
 
 def pretrained_spec(name: str, recipe: Recipe) -> ModelSpec:
-    phonetic = isinstance(recipe, PhoneticRecipe)
     metadata: dict[str, Any] = {
         "architecture": "wav2vec2",
-        "pretraining": ("supervised phonetic (CTC on eSpeak NG IPA), here" if phonetic
-                        else "self-supervised (wav2vec 2.0), here"),
+        "pretraining": recipe.OBJECTIVE,
         "pretraining_hours": round(recipe.minutes / 60, 3),
         "pretraining_languages": list(recipe.languages),
         "pretraining_language_count": len(recipe.languages),

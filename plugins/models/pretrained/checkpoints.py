@@ -21,7 +21,7 @@ from typing import Any
 
 from harness.api import SAMPLING_RATE
 
-from .recipe import PhoneticRecipe, Recipe
+from .recipe import Recipe
 
 MANIFEST = "bench-pretrain.json"
 
@@ -39,8 +39,8 @@ class Pretrained:
 
 
 def checkpoint_dir(cache_dir: Path, recipe: Recipe) -> Path:
-    kind = "-phone" if isinstance(recipe, PhoneticRecipe) else ""
-    return Path(cache_dir) / "pretrained" / f"wav2vec2-tiny{kind}-{'+'.join(recipe.languages)}-{recipe.digest()}"
+    name = f"wav2vec2-tiny{recipe.DIRECTORY_TAG}-{'+'.join(recipe.languages)}-{recipe.digest()}"
+    return Path(cache_dir) / "pretrained" / name
 
 
 @contextlib.contextmanager

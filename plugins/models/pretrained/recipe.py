@@ -26,8 +26,12 @@ class Recipe:
     monolingual and multilingual models see the same amount of speech.
     """
 
-    #: how the checkpoint's directory and the model's metadata name this kind
+    #: how logs, manifests and ``bench pretrain`` name this kind
     KIND: ClassVar[str] = ""
+    #: the model metadata's ``pretraining`` entry
+    OBJECTIVE: ClassVar[str] = ""
+    #: what the checkpoint's directory name adds after ``wav2vec2-tiny``
+    DIRECTORY_TAG: ClassVar[str] = ""
     #: bump when the kind's loop changes what it produces for the same recipe
     LOOP_VERSION: ClassVar[str] = ""
     #: fields that must be positive numbers
@@ -100,6 +104,7 @@ class ContrastiveRecipe(Recipe):
     """
 
     KIND: ClassVar[str] = "self-supervised"
+    OBJECTIVE: ClassVar[str] = "self-supervised (wav2vec 2.0), here"
     LOOP_VERSION: ClassVar[str] = "2"
     POSITIVE: ClassVar[tuple[str, ...]] = Recipe.POSITIVE + ("mask_prob", "mask_length", "num_negatives")
 
@@ -133,6 +138,8 @@ class PhoneticRecipe(Recipe):
     """
 
     KIND: ClassVar[str] = "phonetic"
+    OBJECTIVE: ClassVar[str] = "supervised phonetic (CTC on eSpeak NG IPA), here"
+    DIRECTORY_TAG: ClassVar[str] = "-phone"
     LOOP_VERSION: ClassVar[str] = "phonetic-1"
 
     steps: int = 1200

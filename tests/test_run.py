@@ -63,6 +63,7 @@ def test_results_record_seeds_versions_and_revision(bench, small_config):
     assert record["identity"]["train"]["steps"] == 3 and record["identity"]["cell"]["language"] == "de"
     assert record["data"]["train_utterances"] > 0 and record["train"]["vocab_size"] == len(record["vocabulary"])
     assert record["machine"]["device"] == "cpu"
+    assert record["machine"]["cpu"] and record["machine"]["cpu_capability"]
 
 
 def test_same_config_and_seed_give_the_same_numbers(bench, small_config, tmp_path):

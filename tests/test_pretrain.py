@@ -86,6 +86,7 @@ def test_prepare_caches_a_checkpoint_that_build_loads(tmp_path, es_speech):
     manifest = json.loads((directory / MANIFEST).read_text())
     assert manifest["recipe"]["languages"] == ["es"] and manifest["recipe_digest"] == recipe.digest()
     assert manifest["history"][-1]["update"] == 6 and "torch" in manifest["packages"]
+    assert manifest["machine"]["device"] == "cpu" and manifest["machine"]["cpu_capability"]
     assert not list(directory.parent.glob("*.partial-*"))
 
     again = spec.prepare(context)

@@ -69,7 +69,7 @@ def _pretrain(context: PrepareContext, name: str, recipe: Recipe, directory: Pat
     import torch
 
     from harness.device import resolve_device
-    from harness.provenance import git_revision, package_versions
+    from harness.provenance import git_revision, machine, package_versions
 
     from . import contrastive, phonetic
 
@@ -86,8 +86,7 @@ def _pretrain(context: PrepareContext, name: str, recipe: Recipe, directory: Pat
         "recipe_digest": recipe.digest(),
         **made.facts,
         "summary": made.summary,
-        "device": str(device),
-        "threads": torch.get_num_threads(),
+        "machine": machine(str(device)),
         "packages": package_versions(),
         "git_revision": git_revision(),
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),

@@ -138,6 +138,18 @@ class SpeechCTCModel(torch.nn.Module, abc.ABC):
     def feature_encoder_parameters(self) -> Sequence[torch.nn.Parameter]:
         """Parameters of :meth:`encode` (frozen when the configuration says so)."""
 
+    def hidden_states(self, features: torch.Tensor, frame_mask: torch.Tensor) -> Sequence[torch.Tensor]:
+        """Optional: the layer outputs after the feature encoder, for protocols that train only a
+        downstream model on a frozen upstream (``superb``).
+
+        ``features`` is :meth:`encode`'s output for a batch, ``frame_mask`` its ``(B, frames)``
+        validity mask; returns one ``(B, frames, dim)`` tensor per layer, first the input of the
+        first transformer layer (the projected encoder output), then each layer's output, all of
+        the same ``dim``. A model that implements it says so with ``ModelFacts(hidden_states=True)``
+        in its :class:`ModelSpec`, so that a protocol needing it is refused before any cell runs.
+        """
+        raise NotImplementedError(f"{type(self).__name__} does not provide hidden states")
+
     def forward(self, audio: torch.Tensor, sample_lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         lengths = self.frame_lengths(sample_lengths)
         features = self.encode(audio)
@@ -149,6 +161,20 @@ def frame_mask(lengths: torch.Tensor, frames: int) -> torch.Tensor:
     """``(B, frames)`` boolean mask, True on valid frames."""
     positions = torch.arange(frames, device=lengths.device)
     return positions[None, :] < lengths[:, None]
+
+
+@dataclass(frozen=True)
+class ModelFacts:
+    """Typed facts about a model that the core uses (the free-form ``metadata`` is only shown and
+    stored). Stored with every result, so reports read them from the store."""
+
+    #: whether the weights were pre-trained (False: random, the no-pretraining baseline;
+    #: None: not known)
+    pretrained: bool | None = None
+    #: pre-training languages (Common Voice codes) when known; one entry marks a monolingual model
+    pretraining_languages: tuple[str, ...] = ()
+    #: the built model implements :meth:`SpeechCTCModel.hidden_states`
+    hidden_states: bool = False
 
 
 @dataclass(frozen=True)
@@ -164,6 +190,8 @@ class ModelSpec:
     #: makes what ``build`` needs (pre-trains a model, say) when it is not in the cache yet;
     #: returns facts about it (path, whether it was made now, losses) for logs and ``bench pretrain``
     prepare: Callable[[PrepareContext], Mapping[str, Any]] | None = None
+    #: what the core needs to know about the model (capabilities, pre-training)
+    facts: ModelFacts = field(default_factory=ModelFacts)
 
 
 @dataclass(frozen=True)
@@ -182,6 +210,82 @@ class ModelGroup:
     name: str
     members: tuple[str, ...]
     description: str = ""
+
+
+# --------------------------------------------------------------------------- protocols
+@dataclass(frozen=True)
+class SplitOutput:
+    """What a protocol decoded on one evaluation split."""
+
+    #: (utterance id, normalised reference, hypothesis), one per evaluated utterance
+    hypotheses: list[tuple[str, str, str]]
+    #: seconds of audio evaluated
+    seconds: float
+    #: scores the protocol computed itself (``ProtocolRequest.metrics``); the core scores the
+    #: hypotheses with the run's metrics whatever is here
+    metrics: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def utterances(self) -> int:
+        return len(self.hypotheses)
+
+
+@dataclass(frozen=True)
+class CellOutcome:
+    """What a protocol returns for one cell: hypotheses per split and facts for the record."""
+
+    #: "dev" and "test" (at least "test")
+    splits: dict[str, SplitOutput]
+    #: the output symbols, index 0 being the CTC blank
+    vocabulary: tuple[str, ...]
+    #: facts recorded with the result (device, updates, loss curve, timings, ...)
+    train_info: dict[str, Any]
+    #: utterances left out, by split and reason (never silently)
+    skipped: dict[str, dict[str, int]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ProtocolRequest:
+    """Everything a protocol gets to compute one cell."""
+
+    #: the model plugin's builder (call it with a :class:`ModelRequest`)
+    build_model: Callable[[ModelRequest], SpeechCTCModel]
+    data: DatasetSplits
+    language: str
+    seed: int
+    #: :class:`harness.config.TrainSettings`: the run's recipe (steps, lr, schedule, batching)
+    train: Any
+    #: :class:`harness.config.RuntimeSettings`: device, precision, threads, caches
+    runtime: Any
+    #: the protocol's options (``[protocols.NAME]`` merged over its defaults)
+    options: Mapping[str, Any]
+    #: the model's own options (``[models.NAME]``), for :class:`ModelRequest`
+    model_options: Mapping[str, Any] = field(default_factory=dict)
+    #: :class:`harness.progress.Progress` or None
+    progress: Any = None
+    #: file for in-cell checkpoints (resume after a kill), or None
+    checkpoint: Path | None = None
+    #: ``ModelRequest.cache_dir`` for models that prepare themselves
+    model_cache_dir: Path | None = None
+
+
+@dataclass(frozen=True)
+class ProtocolSpec:
+    """How a built model is trained and evaluated in a cell: the study's fine-tuning, SUPERB's
+    frozen upstream with a small downstream, ... Its name, version and (resolved) options are
+    part of every cell's key."""
+
+    name: str
+    #: computes one cell; raises BenchError for user errors
+    run: Callable[[ProtocolRequest], CellOutcome]
+    version: str = "0"
+    description: str = ""
+    #: the options it understands and their defaults (``[protocols.NAME]``; typos are refused)
+    defaults: Mapping[str, Any] = field(default_factory=dict)
+    #: validates options merged over ``defaults`` (raise BenchError); run before any cell
+    check: Callable[[Mapping[str, Any]], None] | None = None
+    #: refuses models it cannot use, before any cell: returns a reason, or None when fine
+    accepts: Callable[[ModelFacts], str | None] | None = None
 
 
 # --------------------------------------------------------------------------- metrics

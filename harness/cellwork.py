@@ -14,14 +14,18 @@ import dataclasses
 import time
 import traceback
 from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import Mapping
 from typing import Any
 
-from harness.api import DatasetRequest, DatasetSplits
+from harness.api import CellOutcome, DatasetSplits, ProtocolRequest
 from harness.config import RunConfig
 from harness.errors import BenchError
 from harness.matrix import Cell
+from harness.planning import PlannedCell, checkpoint_path, data_request, model_cache_dir, plan_run
+from harness.plugins import Registry, process_registry
 from harness.progress import Progress
+from harness.provenance import git_revision, machine, package_versions
+from harness.scoring import score_splits
 
 
 @dataclass(frozen=True)
@@ -57,62 +61,31 @@ class CellFailure:
     detail: str
 
 
-def checkpoint_path(config: RunConfig, key: str) -> Path:
-    return config.cache_dir / "checkpoints" / f"{key}.pt"
+class _DataMemo:
+    """The last language's splits: a worker computing many cells loads each language once."""
+
+    def __init__(self) -> None:
+        self.key: tuple | None = None
+        self.data: DatasetSplits | None = None
+
+    def load(self, planned: PlannedCell, config: RunConfig) -> DatasetSplits:
+        c = planned.cell
+        key = (c.dataset, c.language, c.seed, repr(sorted(planned.dataset_options.items())), str(config.cache_dir))
+        if self.key != key:
+            self.key, self.data = None, None  # free the previous language first
+            self.data = planned.dataset.spec.load(data_request(config, c, planned.dataset_options))
+            self.key = key
+        return self.data
 
 
-def model_cache_dir(config: RunConfig) -> Path:
-    """Where models keep what their ``prepare`` made (pre-trained checkpoints)."""
-    return config.cache_dir / "models"
+_MEMO = _DataMemo()
 
 
-def dataset_request(config: RunConfig, dataset: str, language: str, seed: int, options) -> DatasetRequest:
-    """What a dataset plugin is asked for: its cache lives in ``<run.cache_dir>/datasets/<name>``."""
-    return DatasetRequest(language, seed, options, config.cache_dir / "datasets" / dataset)
-
-
-def data_request(config: RunConfig, cell: Cell, options) -> DatasetRequest:
-    return dataset_request(config, cell.dataset, cell.language, cell.seed, options)
-
-
-# per-process memo: a worker computing many cells loads plugins once, and data once per language
-_REGISTRY: tuple[tuple, Any] | None = None
-_DATA: tuple[tuple, DatasetSplits] | None = None
-
-
-def _discovery_state() -> tuple:
-    """What decides which plugins are found: the import path and the plugin switches."""
-    import os
-    import sys
-
-    return tuple(sys.path), os.environ.get("BENCH_PLUGINS"), os.environ.get("BENCH_DISABLE_PLUGINS")
-
-
-def _registry():
-    """The plugin registry, loaded again only when what decides plugin discovery changed."""
-    global _REGISTRY
-    from harness.plugins import load_registry
-
-    state = _discovery_state()
-    if _REGISTRY is None or _REGISTRY[0] != state:
-        _REGISTRY = (state, load_registry())
-    return _REGISTRY[1]
-
-
-def use_registry(registry) -> None:
-    """Cells computed in this process use ``registry`` (the one their run was planned with)."""
-    global _REGISTRY
-
-    _REGISTRY = (_discovery_state(), registry)
-
-
-def _plan_one(task: CellTask):
-    from harness.runner import plan_run
-
+def _plan_one(task: CellTask, registry: Registry) -> tuple[PlannedCell, tuple]:
     c = task.cell
     config = dataclasses.replace(task.config, models=(c.model,), datasets=(c.dataset,), langs=(c.language,),
-                                 seeds=(c.seed,))
-    plan = plan_run(config, _registry())
+                                 seeds=(c.seed,), protocols=(c.protocol,))
+    plan = plan_run(config, registry)
     found = [p for p in plan.cells if p.key == task.key]
     if not found:
         raise BenchError(f"cell {c.label()} plans to a different key here than where it was submitted",
@@ -121,14 +94,36 @@ def _plan_one(task: CellTask):
     return found[0], plan.metrics
 
 
-def _load_data(planned, config: RunConfig) -> DatasetSplits:
-    global _DATA
-    c = planned.cell
-    memo_key = (c.dataset, c.language, c.seed, repr(sorted(planned.dataset_options.items())), str(config.cache_dir))
-    if _DATA is None or _DATA[0] != memo_key:
-        _DATA = None  # free the previous language first
-        _DATA = (memo_key, planned.dataset.spec.load(data_request(config, c, planned.dataset_options)))
-    return _DATA[1]
+def merge_skipped(*parts: Mapping[str, Mapping[str, int]]) -> dict[str, dict[str, int]]:
+    """Sum skip counts by split and reason (the dataset's and the protocol's)."""
+    out: dict[str, dict[str, int]] = {}
+    for part in parts:
+        for split, reasons in part.items():
+            for reason, count in reasons.items():
+                if count:
+                    out.setdefault(split, {})[reason] = out.get(split, {}).get(reason, 0) + int(count)
+    return out
+
+
+def build_record(planned: PlannedCell, outcome: CellOutcome, data: DatasetSplits, config: RunConfig) -> dict[str, Any]:
+    device = outcome.train_info.get("device", "cpu")
+    return {
+        "identity": planned.identity,
+        "model_origin": str(planned.model.origin),
+        "dataset_origin": str(planned.dataset.origin),
+        "protocol_origin": str(planned.protocol.origin),
+        "data": dict(data.info),
+        "skipped": merge_skipped(data.skipped, outcome.skipped),
+        "vocabulary": list(outcome.vocabulary),
+        "train": outcome.train_info,
+        "eval": {n: {"utterances": r.utterances, "seconds": r.seconds} for n, r in outcome.splits.items()},
+        "runtime": dataclasses.asdict(config.runtime),
+        "preset": config.preset,
+        "seed": planned.cell.seed,
+        "packages": package_versions(),
+        "git_revision": git_revision(),
+        "machine": machine(device),
+    }
 
 
 def is_out_of_memory(exc: BaseException) -> bool:
@@ -139,11 +134,15 @@ def is_out_of_memory(exc: BaseException) -> bool:
     return isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()
 
 
-def compute_cell(task: CellTask, progress: Progress | None = None) -> CellResult | CellFailure:
-    """Compute one cell; every error comes back as a :class:`CellFailure`."""
+def compute_cell(task: CellTask, progress: Progress | None = None,
+                 registry: Registry | None = None) -> CellResult | CellFailure:
+    """Compute one cell; every error comes back as a :class:`CellFailure`.
+
+    ``registry``: the plugins to plan the cell with (default: this process's, found once).
+    """
     start = time.perf_counter()
     try:
-        return _compute(task, progress, start)
+        return _compute(task, progress, start, registry or process_registry())
     except BenchError as exc:
         return CellFailure(task.key, task.cell, "user", exc.message, exc.hint or "")
     except (KeyboardInterrupt, SystemExit):
@@ -153,22 +152,21 @@ def compute_cell(task: CellTask, progress: Progress | None = None) -> CellResult
         return CellFailure(task.key, task.cell, kind, f"{type(exc).__name__}: {exc}", traceback.format_exc())
 
 
-def _compute(task: CellTask, progress: Progress | None, start: float) -> CellResult:
-    from harness.runner import build_record
-    from harness.train import fine_tune_and_evaluate
-
+def _compute(task: CellTask, progress: Progress | None, start: float, registry: Registry) -> CellResult:
     config = task.config
-    planned, metrics = _plan_one(task)
-    data = _load_data(planned, config)
+    planned, metrics = _plan_one(task, registry)
+    data = _MEMO.load(planned, config)
     train, runtime = config.train, config.runtime
     checkpoint = checkpoint_path(config, task.key)
     retries = 0
     while True:
+        request = ProtocolRequest(
+            build_model=planned.model.spec.build, data=data, language=task.cell.language, seed=task.cell.seed,
+            train=train, runtime=runtime, options=planned.protocol_options, model_options=planned.model_options,
+            progress=progress, checkpoint=checkpoint, model_cache_dir=model_cache_dir(config),
+        )
         try:
-            outcome = fine_tune_and_evaluate(
-                planned.model.spec.build, data, task.cell.language, task.cell.seed, train, runtime, metrics,
-                planned.model_options, progress, checkpoint=checkpoint, model_cache_dir=model_cache_dir(config),
-            )
+            outcome = planned.protocol.spec.run(request)
             break
         except Exception as exc:
             if not is_out_of_memory(exc) or retries >= runtime.oom_retries:
@@ -182,18 +180,20 @@ def _compute(task: CellTask, progress: Progress | None, start: float) -> CellRes
             if progress:
                 progress.log(f"out of memory in {task.cell.label()}: retrying with {train.batch_seconds:g} s "
                              f"micro-batches x {train.grad_accum} (retry {retries} of {runtime.oom_retries})")
+    if "test" not in outcome.splits:
+        raise BenchError(f"protocol {task.cell.protocol!r} returned no test hypotheses for {task.cell.label()}",
+                         "a protocol's run() must decode the test split (CellOutcome.splits['test'])")
+    hypotheses = {name: list(r.hypotheses) for name, r in outcome.splits.items()}
+    scores, versions, outputs = score_splits(metrics, hypotheses)
     record = build_record(planned, outcome, data, config)
+    record["metric_versions"] = versions
+    record["outputs"] = outputs
     if retries:
         record["oom_retries"] = retries
         record["effective_batching"] = {"batch_seconds": train.batch_seconds, "grad_accum": train.grad_accum,
                                         "eval_batch_seconds": runtime.eval_batch_seconds}
-    return CellResult(
-        task.key, task.cell,
-        metrics={name: r.metrics for name, r in outcome.splits.items()},
-        record=record,
-        hypotheses={name: r.hypotheses for name, r in outcome.splits.items()},
-        duration_s=time.perf_counter() - start,
-    )
+    return CellResult(task.key, task.cell, metrics=scores, record=record, hypotheses=hypotheses,
+                      duration_s=time.perf_counter() - start)
 
 
 def _free_memory() -> None:

@@ -14,7 +14,7 @@ from tabulate import tabulate
 from harness import __version__
 from harness.config import RunConfig, load_config, parse_set
 from harness.errors import BenchError
-from harness.plugins import load_registry
+from harness.plugins import process_registry
 
 
 def _selection_flags(parser: argparse.ArgumentParser) -> None:
@@ -24,6 +24,7 @@ def _selection_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--datasets", help="comma-separated dataset names, or 'all'")
     parser.add_argument("--langs", help="comma-separated language codes, or 'all'")
     parser.add_argument("--seeds", help="number of seeds (0..N-1)")
+    parser.add_argument("--protocols", help="comma-separated evaluation protocols (finetune, superb, ...), or 'all'")
     parser.add_argument("--store", help="results store (SQLite file)")
     parser.add_argument("--set", dest="assignments", action="append", default=[], metavar="SECTION.KEY=VALUE",
                         help="override any bench.toml setting, e.g. --set train.steps=100 (repeatable)")
@@ -32,7 +33,7 @@ def _selection_flags(parser: argparse.ArgumentParser) -> None:
 def _config(args: argparse.Namespace) -> RunConfig:
     overrides = parse_set(args.assignments)
     run = overrides.setdefault("run", {})
-    for flag in ("models", "datasets", "langs", "seeds", "store", "executor"):
+    for flag in ("models", "datasets", "langs", "seeds", "protocols", "store", "executor"):
         value = getattr(args, flag, None)
         if value is not None:
             run[flag] = value
@@ -45,16 +46,16 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from harness.store import ResultStore
 
     config = _config(args)
-    registry = load_registry()
+    registry = process_registry()
     plan = plan_run(config, registry)
     with ResultStore(config.store) as store:
         done = store.done_keys(c.key for c in plan.cells)
         if args.dry_run:
             failed = {f.key for f in store.failures(c.key for c in plan.cells)}
-            rows = [[c.cell.model, c.cell.dataset, c.cell.language, c.cell.seed,
+            rows = [[c.cell.model, c.cell.dataset, c.cell.language, c.cell.seed, c.cell.protocol,
                      "stored" if c.key in done else ("failed" if c.key in failed else "to compute"), c.key]
                     for c in plan.cells]
-            print(tabulate(rows, headers=["model", "dataset", "language", "seed", "state", "key"]))
+            print(tabulate(rows, headers=["model", "dataset", "language", "seed", "protocol", "state", "key"]))
             print(f"\n{len(plan.cells)} cells, {len(done)} stored, {len(plan.cells) - len(done)} to compute "
                   f"(preset {config.preset}, {config.train.steps} updates each; store {config.store})")
             return 0
@@ -77,7 +78,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         if summary.left_to_others:
             print(f"{summary.left_to_others} cells were being computed by another run on this store; "
                   "run again after it finishes to see them here.")
-        _print_matrix(config, store, [c.key for c in plan.cells])
+        _print_matrix(config, _scored(config, store, [c.key for c in plan.cells]))
         done = store.done_keys(c.key for c in plan.cells)
         failed = store.failures(c.key for c in plan.cells if c.key not in done)
         if failed:
@@ -99,7 +100,7 @@ def _cmd_pretrain(args: argparse.Namespace) -> int:
     from harness.runner import resolve_models
 
     config = _config(args)
-    registry = load_registry()
+    registry = process_registry()
     specs = [(reg.spec, options) for reg, options in resolve_models(config, registry).values()
              if reg.spec.prepare is not None]
     if not specs:
@@ -142,20 +143,48 @@ def _cmd_failures(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_matrix(config: RunConfig, store, keys: Sequence[str]) -> None:
-    from harness.report import cells_frame, matrix, summary_frame
+def _directions(registry) -> dict[str, bool]:
+    return {name: reg.spec.lower_is_better for name, reg in registry.metrics.items()}
 
-    summary = summary_frame(cells_frame(store.cells(keys)))
-    for metric in config.metrics[:1]:
-        m = matrix(summary, metric, "test")
-        if m.models:
-            print(f"\n{metric.upper()} on test (mean ± sd over {len(config.seeds)} seed(s); * best per language)")
-            print(m.table())
+
+def _scored(config: RunConfig, store, keys: Sequence[str]):
+    """The stored cells of ``keys`` with every configured metric scored: a metric added after the
+    cells ran (or whose version changed) is computed from their stored hypotheses."""
+    from harness.scoring import fill_scores
+
+    registry = process_registry()
+    specs = [registry.metric(name).spec for name in config.metrics]
+    cells, filled = fill_scores(store, store.cells(keys), specs)
+    if filled:
+        print(f"scored {filled} stored cell(s) for {', '.join(config.metrics)} from their stored hypotheses "
+              "(no training)")
+    return cells
+
+
+def _print_matrix(config: RunConfig, cells) -> None:
+    from harness.report import cells_frame, matrix, protocols_of, summary_frame
+
+    summary = summary_frame(cells_frame(cells))
+    if summary.empty:
+        return
+    directions = _directions(process_registry())
+    protocols = protocols_of(summary)
+    for protocol in protocols:
+        for metric in config.metrics[:1]:
+            m = matrix(summary, metric, "test", directions.get(metric, True), protocol)
+            if m.models:
+                where = f", protocol {protocol}" if len(protocols) > 1 or protocol != "finetune" else ""
+                print(f"\n{metric.upper()} on test{where} (mean ± sd over {len(config.seeds)} seed(s); "
+                      f"* best per language, {m.direction()})")
+                print(m.table())
+                if m.footnote():
+                    print(m.footnote())
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
-    registry = load_registry()
-    show_all = not (args.models or args.datasets or args.metrics or args.languages or args.executors)
+    registry = process_registry()
+    show_all = not (args.models or args.datasets or args.metrics or args.languages or args.executors
+                    or args.protocols)
     if show_all or args.models:
         rows = [[name, reg.spec.description, _meta(reg.spec.metadata), str(reg.origin)]
                 for name, reg in sorted(registry.models.items())]
@@ -170,9 +199,15 @@ def _cmd_list(args: argparse.Namespace) -> int:
         rows = [[name, reg.spec.description, " ".join(reg.spec.languages), str(reg.origin)]
                 for name, reg in sorted(registry.datasets.items())]
         print(tabulate(rows, headers=["dataset", "description", "languages", "from"]), end="\n\n")
+    if show_all or args.protocols:
+        rows = [[name, reg.spec.description, " ".join(f"{k}={v}" for k, v in reg.spec.defaults.items()) or "-",
+                 str(reg.origin)] for name, reg in sorted(registry.protocols.items())]
+        print(tabulate(rows, headers=["protocol", "description", "options (defaults)", "from"], maxcolwidths=[None, 60, 40, None]),
+              end="\n\n")
     if show_all or args.metrics:
-        rows = [[name, reg.spec.description, str(reg.origin)] for name, reg in sorted(registry.metrics.items())]
-        print(tabulate(rows, headers=["metric", "description", "from"]), end="\n\n")
+        rows = [[name, reg.spec.description, "lower" if reg.spec.lower_is_better else "higher", str(reg.origin)]
+                for name, reg in sorted(registry.metrics.items())]
+        print(tabulate(rows, headers=["metric", "description", "better", "from"]), end="\n\n")
     if show_all or args.executors:
         rows = [[name, reg.spec.description, " ".join(reg.spec.options), str(reg.origin)]
                 for name, reg in sorted(registry.executors.items())]
@@ -216,12 +251,13 @@ def _existing_store(config: RunConfig):
 
 
 def _stored_cells(config: RunConfig):
-    """The stored results of the configured matrix (and how many cells it has)."""
+    """The stored results of the configured matrix, every configured metric scored (and how many
+    cells the matrix has)."""
     from harness.runner import plan_run
 
-    keys = [c.key for c in plan_run(config, load_registry()).cells]
+    keys = [c.key for c in plan_run(config, process_registry()).cells]
     with _existing_store(config) as store:
-        cells = store.cells(keys)
+        cells = _scored(config, store, keys)
     if not cells:
         raise BenchError("none of the configured cells has a result in the store yet",
                          "run `bench run` with the same selection first, or choose --preset/--models/--langs")
@@ -230,16 +266,16 @@ def _stored_cells(config: RunConfig):
 
 def _cmd_report(args: argparse.Namespace) -> int:
     from harness.report import write_reports
-    from harness.store import ResultStore
 
     config = _config(args)
     cells, planned = _stored_cells(config)
     out = config.report_dir if args.out is None else Path(args.out)
-    paths = write_reports(cells, out, config.metrics, Path(args.json) if args.json else None)
-    with ResultStore(config.store) as store:
-        _print_matrix(config, store, [c.key for c in cells])
-    for items in json.loads(paths["json"].read_text())["findings"].values():
-        print("\n" + "\n".join(f"- {f['sentence']}" for f in items))
+    paths = write_reports(cells, out, config.metrics, Path(args.json) if args.json else None,
+                          _directions(process_registry()))
+    _print_matrix(config, cells)
+    for group, items in json.loads(paths["json"].read_text())["findings"].items():
+        print(f"\nStatistics ({group}, {config.metrics[0].upper()} on test):\n"
+              + "\n".join(f"- {f['sentence']}" for f in items))
     missing = planned - len(cells)
     print(f"\n{len(cells)} of {planned} cells have results" + (f" ({missing} not run yet)" if missing else ""))
     print("wrote " + ", ".join(str(p) for p in paths.values()))
@@ -256,7 +292,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     else:  # the summary of the stored cells, without writing a report
         cells, _ = _stored_cells(_config(args))
         current = results_from_summary(summary_frame(cells_frame(cells)).to_dict(orient="records"))
-    higher = frozenset(n for n, reg in load_registry().metrics.items() if not reg.spec.lower_is_better)
+    higher = frozenset(n for n, reg in process_registry().metrics.items() if not reg.spec.lower_is_better)
     result = compare(baseline, current, parse_tolerances(args.abs), parse_tolerances(args.rel), higher)
 
     def label(key: tuple[str, ...]) -> str:
@@ -300,6 +336,7 @@ def build_parser() -> argparse.ArgumentParser:
     lst.add_argument("--datasets", action="store_true")
     lst.add_argument("--metrics", action="store_true")
     lst.add_argument("--executors", action="store_true")
+    lst.add_argument("--protocols", action="store_true", help="evaluation protocols and their options")
     lst.add_argument("--languages", action="store_true",
                      help="the study's languages: family, script, case, spaces, and which datasets have them")
     lst.set_defaults(func=_cmd_list)

@@ -52,9 +52,16 @@ class Comparison:
         return bool(self.regressions) or (bool(self.missing) and not allow_missing)
 
 
+def _model_label(row: Mapping) -> str:
+    """The model, with its protocol when it is not the default one (summaries written before
+    protocols existed have none: they were fine-tuned)."""
+    protocol = row.get("protocol") or "finetune"
+    return row["model"] if protocol == "finetune" else f"{row['model']} [{protocol}]"
+
+
 def results_from_summary(rows: list[Mapping]) -> dict[Key, float]:
     """Summary rows (as in a report's JSON or :func:`harness.report.summary_frame`) -> mean per key."""
-    return {(r["model"], r["dataset"], r["language"], r["split"], r["metric"]): float(r["mean"]) for r in rows}
+    return {(_model_label(r), r["dataset"], r["language"], r["split"], r["metric"]): float(r["mean"]) for r in rows}
 
 
 def load_results(path: str | Path) -> dict[Key, float]:

@@ -5,7 +5,7 @@ chosen preset's sections (``[presets.NAME.*]``); ``--set SECTION.KEY=VALUE``; th
 flags (``--models``, ``--langs``, ...).
 
 Sections: ``[run]`` (what to run and where results go), ``[train]`` (the fine-tuning recipe),
-``[datasets.NAME]`` and ``[models.NAME]`` (options handed to that plugin).
+``[datasets.NAME]``, ``[models.NAME]`` and ``[protocols.NAME]`` (options handed to that plugin).
 """
 
 from __future__ import annotations
@@ -115,6 +115,8 @@ class RunConfig:
     langs: tuple[str, ...] = ("de", "es", "ru")
     seeds: tuple[int, ...] = (0,)
     metrics: tuple[str, ...] = ("cer", "wer")
+    #: how each cell trains and evaluates its model (protocol plugins): a matrix dimension
+    protocols: tuple[str, ...] = ("finetune",)
     store: Path = Path(".bench/results.sqlite")
     cache_dir: Path = field(default_factory=default_cache_dir)
     report_dir: Path = Path("reports")
@@ -123,6 +125,7 @@ class RunConfig:
     runtime: RuntimeSettings = field(default_factory=RuntimeSettings)
     dataset_options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     model_options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    protocol_options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     #: which executor plugin computes the cells, and the options of each (``[executors.NAME]``)
     executor: str = "local"
     executor_options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
@@ -130,9 +133,10 @@ class RunConfig:
     source: str = "(defaults)"
 
 
-_RUN_KEYS = {"models", "datasets", "langs", "seeds", "metrics", "store", "cache_dir", "report_dir", "executor"}
+_RUN_KEYS = {"models", "datasets", "langs", "seeds", "metrics", "protocols", "store", "cache_dir", "report_dir",
+             "executor"}
 _RUNTIME_KEYS = {f.name for f in dataclasses.fields(RuntimeSettings)}
-_TOP_SECTIONS = {"run", "train", "datasets", "models", "executors", "presets"}
+_TOP_SECTIONS = {"run", "train", "datasets", "models", "executors", "protocols", "presets"}
 
 
 def _coerce(where: str, value: Any, annotation: Any) -> Any:
@@ -286,7 +290,7 @@ def _build(data: dict, preset: str, base_dir: Path, source: str) -> RunConfig:
 
     defaults = RunConfig()
     sections = {}
-    for name in ("datasets", "models", "executors"):
+    for name in ("datasets", "models", "executors", "protocols"):
         table = data.get(name, {})
         if not isinstance(table, Mapping) or not all(isinstance(v, Mapping) for v in table.values()):
             raise BenchError(f"[{name}] must hold tables such as [{name}.NAME]", f"see the {name} section of the README")
@@ -297,6 +301,7 @@ def _build(data: dict, preset: str, base_dir: Path, source: str) -> RunConfig:
         langs=_names("run.langs", run["langs"]) if "langs" in run else defaults.langs,
         seeds=_seeds(run["seeds"]) if "seeds" in run else defaults.seeds,
         metrics=_names("run.metrics", run["metrics"]) if "metrics" in run else defaults.metrics,
+        protocols=_names("run.protocols", run["protocols"]) if "protocols" in run else defaults.protocols,
         store=path_of("store", defaults.store),
         cache_dir=path_of("cache_dir", defaults.cache_dir),
         report_dir=path_of("report_dir", defaults.report_dir),
@@ -305,6 +310,7 @@ def _build(data: dict, preset: str, base_dir: Path, source: str) -> RunConfig:
         runtime=runtime,
         dataset_options=sections["datasets"],
         model_options=sections["models"],
+        protocol_options=sections["protocols"],
         executor=_coerce("run.executor", run["executor"], str) if "executor" in run else defaults.executor,
         executor_options=sections["executors"],
         source=source,

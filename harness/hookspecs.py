@@ -23,7 +23,7 @@ hookspec = pluggy.HookspecMarker(PROJECT)
 hookimpl = pluggy.HookimplMarker(PROJECT)
 
 if TYPE_CHECKING:  # pragma: no cover
-    from harness.plugins import DatasetRegister, ExecutorRegister, MetricRegister, ModelRegister
+    from harness.plugins import DatasetRegister, ExecutorRegister, MetricRegister, ModelRegister, ProtocolRegister
 
 
 @hookspec
@@ -45,3 +45,9 @@ def bench_register_metrics(register: "MetricRegister") -> None:
 @hookspec
 def bench_register_executors(register: "ExecutorRegister") -> None:
     """Register executors (``register(ExecutorSpec)``): where and how cells are computed."""
+
+
+@hookspec
+def bench_register_protocols(register: "ProtocolRegister") -> None:
+    """Register evaluation protocols (``register(ProtocolSpec)``): how a built model is trained and
+    evaluated in a cell (``finetune``, ``superb``, ...)."""

@@ -1,9 +1,10 @@
-"""The cells of a run (models x datasets x languages x seeds) and the key of each cell.
+"""The cells of a run (models x datasets x languages x seeds x protocols) and the key of each cell.
 
 A cell's key is a hash of everything that decides its result: the model (name, plugin
-version, metadata, options), the dataset (name, plugin version, options), the language, the
-seed, the training recipe and the version of the loop. Anything else (device, threads,
-precision) is recorded with the result but does not change the key.
+version, metadata, facts, options), the dataset (name, plugin version, options), the language,
+the seed, the protocol (name, version, options), the training recipe and the version of the
+loop. Anything else (device, threads, precision, the metrics scored) is recorded with the
+result but does not change the key.
 """
 
 from __future__ import annotations
@@ -20,6 +21,9 @@ from harness.config import TrainSettings
 #: bump when the loop changes in a way that changes results (invalidates stored cells)
 LOOP_VERSION = 1
 
+#: the protocol of a cell when none is named (the study's fine-tuning)
+DEFAULT_PROTOCOL = "finetune"
+
 
 @dataclass(frozen=True)
 class Cell:
@@ -27,9 +31,11 @@ class Cell:
     dataset: str
     language: str
     seed: int
+    protocol: str = DEFAULT_PROTOCOL
 
     def label(self) -> str:
-        return f"{self.model} / {self.dataset}:{self.language} / seed {self.seed}"
+        label = f"{self.model} / {self.dataset}:{self.language} / seed {self.seed}"
+        return label if self.protocol == DEFAULT_PROTOCOL else f"{label} / {self.protocol}"
 
 
 def canonical_json(value: Any) -> str:
@@ -45,12 +51,19 @@ def cell_identity(
     dataset_version: str,
     dataset_options: Mapping[str, Any],
     train: TrainSettings,
+    model_facts: Any = None,
+    protocol_version: str = "0",
+    protocol_options: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Everything that decides the cell's result, as plain data (stored with the result)."""
+    model = {"version": model_version, "metadata": dict(model_metadata), "options": dict(model_options)}
+    if model_facts is not None:
+        model["facts"] = dataclasses.asdict(model_facts)
     return {
         "cell": dataclasses.asdict(cell),
-        "model": {"version": model_version, "metadata": dict(model_metadata), "options": dict(model_options)},
+        "model": model,
         "dataset": {"version": dataset_version, "options": dict(dataset_options)},
+        "protocol": {"name": cell.protocol, "version": protocol_version, "options": dict(protocol_options or {})},
         "train": dataclasses.asdict(train),
         "loop_version": LOOP_VERSION,
     }

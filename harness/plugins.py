@@ -18,12 +18,12 @@ from typing import Any, Generic, TypeVar
 import pluggy
 
 from harness import hookspecs
-from harness.api import DatasetSpec, ExecutorSpec, MetricSpec, ModelGroup, ModelScheme, ModelSpec
+from harness.api import DatasetSpec, ExecutorSpec, MetricSpec, ModelGroup, ModelScheme, ModelSpec, ProtocolSpec
 from harness.errors import BenchError, unknown
 
 ENTRY_POINT_GROUP = "bench"
 
-T = TypeVar("T", ModelSpec, DatasetSpec, MetricSpec, ExecutorSpec)
+T = TypeVar("T", ModelSpec, DatasetSpec, MetricSpec, ExecutorSpec, ProtocolSpec)
 
 
 @dataclass(frozen=True)
@@ -98,6 +98,11 @@ class ExecutorRegister(_Register[ExecutorSpec]):
         super().__init__("executor", table, origin)
 
 
+class ProtocolRegister(_Register[ProtocolSpec]):
+    def __init__(self, table: dict, origin: Origin) -> None:
+        super().__init__("protocol", table, origin)
+
+
 def _names_from_env(variable: str) -> set[str] | None:
     value = os.environ.get(variable)
     if value is None:
@@ -117,6 +122,7 @@ class Registry:
         self.datasets: dict[str, Registered[DatasetSpec]] = {}
         self.metrics: dict[str, Registered[MetricSpec]] = {}
         self.executors: dict[str, Registered[ExecutorSpec]] = {}
+        self.protocols: dict[str, Registered[ProtocolSpec]] = {}
         self._origins: dict[str, Origin] = {}
         self.load_errors: list[str] = []
 
@@ -149,7 +155,7 @@ class Registry:
     def collect(self) -> "Registry":
         """Call every plugin's register hooks; each spec remembers which plugin gave it."""
         hooks = ("bench_register_models", "bench_register_datasets", "bench_register_metrics",
-                 "bench_register_executors")
+                 "bench_register_executors", "bench_register_protocols")
         for hook_name in hooks:
             for impl in getattr(self.pm.hook, hook_name).get_hookimpls():
                 origin = self._origins.get(impl.plugin_name, Origin(impl.plugin_name, "(local)", ""))
@@ -159,6 +165,8 @@ class Registry:
                     register = DatasetRegister(self.datasets, origin)
                 elif hook_name == "bench_register_executors":
                     register = ExecutorRegister(self.executors, origin)
+                elif hook_name == "bench_register_protocols":
+                    register = ProtocolRegister(self.protocols, origin)
                 else:
                     register = MetricRegister(self.metrics, origin)
                 impl.function(register=register)
@@ -200,6 +208,11 @@ class Registry:
             raise unknown("executor", name, self.executors, "choose one with --executor or run.executor")
         return self.executors[name]
 
+    def protocol(self, name: str) -> Registered[ProtocolSpec]:
+        if name not in self.protocols:
+            raise unknown("protocol", name, self.protocols, "choose with --protocols or run.protocols")
+        return self.protocols[name]
+
     def metric(self, name: str) -> Registered[MetricSpec]:
         if name not in self.metrics:
             raise unknown("metric", name, self.metrics)
@@ -207,6 +220,24 @@ class Registry:
 
     def plugin_origins(self) -> Iterable[Origin]:
         return self._origins.values()
+
+
+def _discovery_state() -> tuple:
+    """What decides which plugins are found: the import path and the plugin switches."""
+    return tuple(sys.path), os.environ.get("BENCH_PLUGINS"), os.environ.get("BENCH_DISABLE_PLUGINS")
+
+
+_LOADED: dict[tuple, Registry] = {}
+
+
+def process_registry() -> Registry:
+    """The registry of this process, loaded once per plugin discovery state (a worker computing
+    many cells finds its plugins once; a changed ``sys.path`` or switch loads them again)."""
+    state = _discovery_state()
+    if state not in _LOADED:
+        _LOADED.clear()
+        _LOADED[state] = load_registry()
+    return _LOADED[state]
 
 
 def load_registry() -> Registry:

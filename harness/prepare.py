@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from harness.api import DatasetSplits, ModelSpec, PrepareContext
-from harness.cellwork import dataset_request, model_cache_dir
+from harness.planning import dataset_request, model_cache_dir
 from harness.config import RunConfig
 from harness.plugins import Registry
 

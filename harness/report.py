@@ -1,11 +1,18 @@
-"""The model x language matrix (mean +- sd over seeds) as a table, CSV, JSON and Markdown."""
+"""The model x language matrix (mean +- sd over seeds) as a table, CSV, JSON and Markdown.
+
+Every "best" and every ranking honours the metric's direction (``lower_is_better``), and a cell
+whose test hypotheses are (almost) all empty — a model still on the CTC blank plateau — is
+flagged wherever it appears and never ranked above a model that transcribes something. With
+several protocols, each gets its own matrices, rankings and statistics.
+"""
 
 from __future__ import annotations
 
 import json
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from html import escape as html_escape
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,29 +21,45 @@ from tabulate import tabulate
 
 from harness import __version__
 from harness.languages import language
+from harness.matrix import DEFAULT_PROTOCOL
+from harness.scoring import BLANK_SHARE, is_blank
 from harness.store import StoredCell
+
+#: marks a blank-output cell in tables
+BLANK_MARK = "†"
 
 
 def cells_frame(cells: Sequence[StoredCell]) -> pd.DataFrame:
-    """One row per (cell, split, metric)."""
+    """One row per (cell, split, metric); ``blank`` says the cell's hypotheses of that split are
+    (almost) all empty."""
     rows = [
-        {"key": c.key, "model": c.model, "dataset": c.dataset, "language": c.language, "seed": c.seed,
-         "split": split, "metric": metric, "value": value}
+        {"key": c.key, "protocol": c.protocol, "model": c.model, "dataset": c.dataset, "language": c.language,
+         "seed": c.seed, "split": split, "metric": metric, "value": value, "blank": is_blank(c.record, split)}
         for c in cells
         for split, scores in c.metrics.items()
         for metric, value in scores.items()
     ]
-    return pd.DataFrame(rows, columns=["key", "model", "dataset", "language", "seed", "split", "metric", "value"])
+    return pd.DataFrame(rows, columns=["key", "protocol", "model", "dataset", "language", "seed", "split", "metric",
+                                       "value", "blank"])
 
 
 def summary_frame(frame: pd.DataFrame) -> pd.DataFrame:
-    """Mean, sample standard deviation and count over seeds."""
+    """Mean, sample standard deviation and count over seeds; ``blank``: how many of those seeds
+    output (almost) only blanks."""
+    columns = ["protocol", "model", "dataset", "language", "split", "metric", "mean", "sd", "n", "blank"]
     if frame.empty:
-        return pd.DataFrame(columns=["model", "dataset", "language", "split", "metric", "mean", "sd", "n"])
-    grouped = frame.groupby(["model", "dataset", "language", "split", "metric"], sort=True)["value"]
-    out = grouped.agg(mean="mean", sd="std", n="count").reset_index()
+        return pd.DataFrame(columns=columns)
+    grouped = frame.groupby(["protocol", "model", "dataset", "language", "split", "metric"], sort=True)
+    out = grouped.agg(mean=("value", "mean"), sd=("value", "std"), n=("value", "count"),
+                      blank=("blank", "sum")).reset_index()
     out["sd"] = out["sd"].fillna(0.0)
-    return out
+    out["blank"] = out["blank"].astype(int)
+    return out[columns]
+
+
+def protocols_of(summary: pd.DataFrame) -> list[str]:
+    """The protocols in a summary, the default first."""
+    return sorted(set(summary["protocol"]), key=lambda p: (p != DEFAULT_PROTOCOL, p))
 
 
 def data_frame(cells: Sequence[StoredCell]) -> pd.DataFrame:
@@ -91,15 +114,29 @@ class Matrix:
     columns: list[str]
     #: (model, column) -> (mean, sd, n)
     values: dict[tuple[str, str], tuple[float, float, int]]
+    lower_is_better: bool = True
+    #: (model, column) where most seeds output (almost) only blanks
+    blank: frozenset[tuple[str, str]] = frozenset()
+    protocol: str = DEFAULT_PROTOCOL
+
+    def _order(self, column: str) -> list[tuple[bool, float, str]]:
+        """(blank, sort value, model) of the scored models of a column, best first: by the metric in
+        its direction, blank-output cells after every other."""
+        sign = 1.0 if self.lower_is_better else -1.0
+        scored = [(model, self.values[(model, column)][0]) for model in self.models if (model, column) in self.values]
+        return sorted((((model, column) in self.blank, sign * mean, model) for model, mean in scored
+                       if not math.isnan(mean)))
 
     def best(self, column: str) -> str | None:
-        scored = [(self.values[(m, column)][0], m) for m in self.models
-                  if (m, column) in self.values and not math.isnan(self.values[(m, column)][0])]
-        return min(scored)[1] if scored else None
+        """The best model of a column; None when no model transcribes anything there."""
+        order = self._order(column)
+        return order[0][2] if order and not order[0][0] else None
 
     def rows(self, mark: Callable[[str], str] = lambda text: f"*{text}*") -> list[list[str]]:
-        """Table rows; the best model of each column goes through ``mark``."""
+        """Table rows; the best model of each column goes through ``mark``, blank-output cells get
+        :data:`BLANK_MARK`."""
         out = []
+        best = {column: self.best(column) for column in self.columns}
         for model in self.models:
             row = [model]
             for column in self.columns:
@@ -108,7 +145,9 @@ class Matrix:
                     continue
                 mean, sd, n = self.values[(model, column)]
                 text = f"{mean:.3f} ± {sd:.3f}" if n > 1 else f"{mean:.3f}"
-                if self.best(column) == model:
+                if (model, column) in self.blank:
+                    text += f" {BLANK_MARK}"
+                if best[column] == model:
                     text = mark(text)
                 row.append(text)
             out.append(row)
@@ -119,66 +158,114 @@ class Matrix:
         return tabulate(self.rows(lambda t: f"{bold}{t}{bold}"), headers=["model", *self.columns], tablefmt=fmt,
                         disable_numparse=True)
 
+    def direction(self) -> str:
+        return "lower is better" if self.lower_is_better else "higher is better"
 
-def matrix(summary: pd.DataFrame, metric: str = "cer", split: str = "test") -> Matrix:
-    part = summary[(summary["metric"] == metric) & (summary["split"] == split)]
+    def footnote(self) -> str:
+        if not self.blank:
+            return ""
+        return (f"{BLANK_MARK} blank output: at least {BLANK_SHARE:.0%} of the test hypotheses are empty in most seeds "
+                f"(the model is still on the CTC blank plateau); never ranked best.")
+
+
+def matrix(summary: pd.DataFrame, metric: str = "cer", split: str = "test", lower_is_better: bool = True,
+           protocol: str | None = None) -> Matrix:
+    """The model x language matrix of one metric and split (of one protocol: by default the
+    summary's first)."""
+    if protocol is None:
+        protocol = protocols_of(summary)[0] if len(summary) else DEFAULT_PROTOCOL
+    part = summary[(summary["metric"] == metric) & (summary["split"] == split) & (summary["protocol"] == protocol)]
     datasets = set(part["dataset"])
     values = {}
+    blank = set()
     for row in part.itertuples(index=False):
-        values[(row.model, _column(row.dataset, row.language, datasets))] = (row.mean, row.sd, int(row.n))
+        column = _column(row.dataset, row.language, datasets)
+        values[(row.model, column)] = (row.mean, row.sd, int(row.n))
+    # a model-language is blank when most of its seeds are, judged on the test split
+    test = summary[(summary["metric"] == metric) & (summary["split"] == "test") & (summary["protocol"] == protocol)]
+    for row in test.itertuples(index=False):
+        if row.blank * 2 > row.n:
+            blank.add((row.model, _column(row.dataset, row.language, datasets)))
     models = sorted(set(part["model"]))
     keyed = {(_column(d, lang, datasets)): (d, lang) for d, lang in zip(part["dataset"], part["language"])}
     # languages grouped by family, then by code
     columns = sorted(keyed, key=lambda c: (language(keyed[c][1]).family, keyed[c][0], keyed[c][1]))
-    return Matrix(metric, split, models, columns, values)
+    return Matrix(metric, split, models, columns, values, lower_is_better, frozenset(blank), protocol)
 
 
 def cell_values(cells: Sequence[StoredCell], metric: str = "cer", split: str = "test") -> pd.DataFrame:
     """One row per cell (model, dataset, language, seed, value) for the statistics."""
-    rows = [(c.model, c.dataset, c.language, c.seed, c.metrics.get(split, {}).get(metric)) for c in cells]
-    frame = pd.DataFrame(rows, columns=["model", "dataset", "language", "seed", "value"])
+    rows = [(c.protocol, c.model, c.dataset, c.language, c.seed, c.metrics.get(split, {}).get(metric))
+            for c in cells]
+    frame = pd.DataFrame(rows, columns=["protocol", "model", "dataset", "language", "seed", "value"])
     return frame.dropna(subset=["value"])
 
 
+def _facts(cell: StoredCell) -> dict:
+    """The typed model facts (:class:`harness.api.ModelFacts`) stored with a cell."""
+    return cell.record.get("identity", {}).get("model", {}).get("facts", {})
+
+
 def pretraining_languages(cells: Sequence[StoredCell]) -> dict[str, list[str]]:
-    """model -> pre-training languages, from the model metadata stored with each result."""
-    out: dict[str, list[str]] = {}
-    for c in cells:
-        langs = c.record.get("identity", {}).get("model", {}).get("metadata", {}).get("pretraining_languages")
-        if langs:
-            out[c.model] = list(langs)
-    return out
+    """model -> pre-training languages, from the model facts stored with each result."""
+    return {c.model: list(_facts(c)["pretraining_languages"]) for c in cells if _facts(c).get("pretraining_languages")}
 
 
 def pretrained_models(cells: Sequence[StoredCell]) -> dict[str, bool]:
-    """model -> whether it was pre-trained, for the models whose stored metadata says."""
-    out: dict[str, bool] = {}
+    """model -> whether it was pre-trained, for the models whose stored facts say."""
+    return {c.model: bool(_facts(c)["pretrained"]) for c in cells if _facts(c).get("pretrained") is not None}
+
+
+def _group_name(dataset: str, protocol: str, protocols: set[str]) -> str:
+    return dataset if protocols <= {DEFAULT_PROTOCOL} else f"{dataset}, protocol {protocol}"
+
+
+def blank_findings(cells: Sequence[StoredCell]):
+    """One finding per model whose test output is (almost) all blank on some languages."""
+    from harness.stats import Finding
+
+    blank: dict[tuple[str, str], dict[str, list[bool]]] = {}
     for c in cells:
-        meta = c.record.get("identity", {}).get("model", {}).get("metadata", {})
-        if meta.get("pretraining") == "none" or meta.get("pretraining_hours") == 0:
-            out[c.model] = False
-        elif meta.get("pretraining_hours") or meta.get("pretraining_languages"):
-            out[c.model] = True
+        blank.setdefault((c.protocol, c.model), {}).setdefault(c.language, []).append(is_blank(c.record))
+    out = []
+    for (protocol, model), langs in sorted(blank.items()):
+        flagged = sorted(lang for lang, flags in langs.items() if sum(flags) * 2 > len(flags))
+        if flagged:
+            where = f" ({protocol})" if protocol != DEFAULT_PROTOCOL else ""
+            out.append(Finding(
+                "blank", f"Blank output: {model}{where} outputs (almost) nothing on {', '.join(flagged)} — at least "
+                         f"{BLANK_SHARE:.0%} of its test hypotheses are empty: it is still on the CTC blank plateau "
+                         "(train longer, or check its learning rate). Its scores there measure no transcription and "
+                         "are never ranked best.", tested=False))
     return out
 
 
-def findings(cells: Sequence[StoredCell], metric: str = "cer") -> dict[str, list]:
-    """Statistics per dataset (languages of different datasets are not pooled)."""
+def findings(cells: Sequence[StoredCell], metric: str = "cer", lower_is_better: bool = True) -> dict[str, list]:
+    """Statistics per dataset and protocol (languages of different datasets, and results of
+    different protocols, are not pooled); blank-output models first."""
     from harness.stats import all_findings
 
     values = cell_values(cells, metric)
     pretraining = pretraining_languages(cells)
     pretrained = pretrained_models(cells)
-    return {dataset: all_findings(part, pretraining, metric, pretrained) for dataset, part in values.groupby("dataset")}
-
-
-def rankings(m: Matrix) -> dict[str, list[tuple[int, str, float]]]:
-    """Per language: (rank, model, mean), best first."""
+    blank = {(c.model, c.language) for c in cells if is_blank(c.record)}
+    protocols = set(values["protocol"])
     out = {}
-    for column in m.columns:
-        scored = sorted((m.values[(model, column)][0], model) for model in m.models if (model, column) in m.values)
-        out[column] = [(i + 1, model, mean) for i, (mean, model) in enumerate(scored)]
+    for (dataset, protocol), part in values.groupby(["dataset", "protocol"]):
+        in_group = [c for c in cells if c.dataset == dataset and c.protocol == protocol]
+        out[_group_name(dataset, protocol, protocols)] = [
+            *blank_findings(in_group),
+            *all_findings(part, pretraining, metric, pretrained, lower_is_better=lower_is_better, blank=blank),
+        ]
     return out
+
+
+def rankings(m: Matrix) -> dict[str, list[tuple[int, str, float, bool]]]:
+    """Per language: (rank, model, mean, blank), best first (in the metric's direction; blank-output
+    cells last)."""
+    return {column: [(i + 1, model, m.values[(model, column)][0], blank)
+                     for i, (blank, _, model) in enumerate(m._order(column))]
+            for column in m.columns}
 
 
 def _families_row(m: Matrix) -> list[str]:
@@ -187,7 +274,8 @@ def _families_row(m: Matrix) -> list[str]:
 
 
 def _latex_escape(text: str) -> str:
-    for a, b in (("\\", r"\textbackslash{}"), ("_", r"\_"), ("&", r"\&"), ("%", r"\%"), ("#", r"\#"), ("±", r"$\pm$")):
+    for a, b in (("\\", r"\textbackslash{}"), ("_", r"\_"), ("&", r"\&"), ("%", r"\%"), ("#", r"\#"), ("±", r"$\pm$"),
+                 ("†", r"$^\dagger$")):
         text = text.replace(a, b)
     return text
 
@@ -198,7 +286,8 @@ def latex_table(m: Matrix) -> str:
             for row in rows]
     header = ["model", *[_latex_escape(c) for c in m.columns]]
     body = tabulate(rows, headers=header, tablefmt="latex_raw", disable_numparse=True)
-    caption = f"{m.metric.upper()} ({m.split}), mean $\\pm$ sd over seeds; best per language in bold."
+    caption = (f"{m.metric.upper()} ({m.split}{', ' + m.protocol if m.protocol != DEFAULT_PROTOCOL else ''}), "
+               f"mean $\\pm$ sd over seeds; best per language in bold ({m.direction()}).")
     return "\\begin{table}[ht]\n\\centering\n" + body + f"\n\\caption{{{caption}}}\n\\end{{table}}\n"
 
 
@@ -211,16 +300,19 @@ def heatmap(m: Matrix, path: Path) -> Path:
 
     data = np.array([[m.values.get((model, c), (np.nan,))[0] for c in m.columns] for model in m.models])
     fig, ax = plt.subplots(figsize=(1.2 + 0.8 * len(m.columns), 1.0 + 0.45 * len(m.models)), dpi=110)
-    image = ax.imshow(data, cmap="viridis_r", aspect="auto", vmin=0.0, vmax=max(1.0, float(np.nanmax(data))))
+    cmap = "viridis_r" if m.lower_is_better else "viridis"  # the better, the brighter
+    image = ax.imshow(data, cmap=cmap, aspect="auto", vmin=0.0, vmax=max(1.0, float(np.nanmax(data))))
     ax.set_xticks(range(len(m.columns)), m.columns, rotation=45, ha="right")
     ax.set_yticks(range(len(m.models)), m.models)
     for i in range(len(m.models)):
         for j in range(len(m.columns)):
             if not np.isnan(data[i, j]):
-                ax.text(j, i, f"{data[i, j]:.2f}", ha="center", va="center", fontsize=8,
-                        color="white" if data[i, j] > 0.5 else "black")
+                mark = f" {BLANK_MARK}" if (m.models[i], m.columns[j]) in m.blank else ""
+                ax.text(j, i, f"{data[i, j]:.2f}{mark}", ha="center", va="center", fontsize=8,
+                        color="white" if (data[i, j] > 0.5) == m.lower_is_better else "black")
     fig.colorbar(image, ax=ax, label=m.metric.upper())
-    ax.set_title(f"{m.metric.upper()} on {m.split} (mean over seeds)")
+    where = f", {m.protocol}" if m.protocol != DEFAULT_PROTOCOL else ""
+    ax.set_title(f"{m.metric.upper()} on {m.split}{where} (mean over seeds; {m.direction()})", fontsize=9)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
@@ -258,13 +350,64 @@ def _html(sections: list[tuple[str, str]], images: dict[str, Path], found: dict[
     return "".join(parts)
 
 
+def layer_weights_figure(cells: Sequence[StoredCell], path: Path) -> Path | None:
+    """The layer weights learned by the ``superb`` protocol: per model, layers x languages (mean
+    over seeds), side by side. None when no cell learned any."""
+    weights: dict[str, dict[str, list[list[float]]]] = {}
+    for c in cells:
+        learned = c.record.get("train", {}).get("layer_weights")
+        if learned:
+            label = c.model if c.protocol == "superb" else f"{c.model} ({c.protocol})"
+            weights.setdefault(label, {}).setdefault(c.language, []).append(list(learned))
+    if not weights:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    models = sorted(weights)
+    fig, axes = plt.subplots(1, len(models), figsize=(0.6 + 2.6 * len(models), 3.4), dpi=110, squeeze=False)
+    top = max(float(np.max(np.mean(runs, axis=0))) for langs in weights.values() for runs in langs.values())
+    for ax, model in zip(axes[0], models):
+        langs = sorted(weights[model], key=lambda code: (language(code).family, code))
+        layers = max(len(runs[0]) for runs in weights[model].values())
+        data = np.full((layers, len(langs)), np.nan)
+        for j, code in enumerate(langs):
+            mean = np.mean(weights[model][code], axis=0)
+            data[: len(mean), j] = mean
+        image = ax.imshow(data, cmap="magma", aspect="auto", origin="lower", vmin=0.0, vmax=top)
+        for i in range(layers):
+            for j in range(len(langs)):
+                if not np.isnan(data[i, j]):
+                    ax.text(j, i, f"{data[i, j]:.2f}", ha="center", va="center", fontsize=7,
+                            color="black" if data[i, j] > 0.6 * top else "white")
+        ax.set_xticks(range(len(langs)), langs)
+        ax.set_yticks(range(layers), ["in"] + [str(i) for i in range(1, layers)])
+        ax.set_title(model, fontsize=9)
+        ax.set_xlabel("language")
+    axes[0][0].set_ylabel("layer (in: transformer input)")
+    fig.colorbar(image, ax=list(axes[0]), label="softmax weight")
+    fig.suptitle("superb: learned weight of each upstream layer (mean over seeds)", fontsize=10)
+    fig.savefig(path, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
 def write_reports(cells: Sequence[StoredCell], out_dir: Path, metrics: Sequence[str],
-                  json_copy: Path | None = None) -> dict[str, Path]:
-    """Write the matrix as CSV, JSON, Markdown, LaTeX, heatmaps (PNG) and one HTML page."""
+                  json_copy: Path | None = None, lower_is_better: Mapping[str, bool] | None = None) -> dict[str, Path]:
+    """Write the matrix as CSV, JSON, Markdown, LaTeX, heatmaps (PNG) and one HTML page.
+
+    ``lower_is_better``: the direction of each metric (default: lower is better); every "best",
+    ranking and colour scale follows it.
+    """
+    direction = {m: True for m in metrics} | dict(lower_is_better or {})
     out_dir.mkdir(parents=True, exist_ok=True)
     frame = cells_frame(cells)
     summary = summary_frame(frame)
-    found = findings(cells, metrics[0]) if metrics else {}
+    protocols = protocols_of(summary) if len(summary) else [DEFAULT_PROTOCOL]
+    found = findings(cells, metrics[0], direction[metrics[0]]) if metrics else {}
     data = data_frame(cells)
     paths = {"csv": out_dir / "matrix.csv", "json": out_dir / "matrix.json", "md": out_dir / "matrix.md",
              "tex": out_dir / "matrix.tex", "html": out_dir / "report.html"}
@@ -272,9 +415,13 @@ def write_reports(cells: Sequence[StoredCell], out_dir: Path, metrics: Sequence[
     payload = {
         "bench_version": __version__,
         "generated_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "metrics": {m: {"lower_is_better": direction[m]} for m in metrics},
         "cells": [
-            {"key": c.key, "model": c.model, "dataset": c.dataset, "language": c.language, "seed": c.seed,
-             "metrics": c.metrics, "git_revision": c.record.get("git_revision")}
+            {"key": c.key, "protocol": c.protocol, "model": c.model, "dataset": c.dataset, "language": c.language,
+             "seed": c.seed, "metrics": c.metrics, "metric_versions": c.record.get("metric_versions", {}),
+             "blank_output": is_blank(c.record), "outputs": c.record.get("outputs", {}),
+             "layer_weights": c.record.get("train", {}).get("layer_weights"),
+             "git_revision": c.record.get("git_revision")}
             for c in cells
         ],
         "summary": summary.to_dict(orient="records"),
@@ -292,34 +439,46 @@ def write_reports(cells: Sequence[StoredCell], out_dir: Path, metrics: Sequence[
     tex = []
     html_sections = []
     images = {}
-    for metric in metrics:
-        for split in ("test", "dev"):
-            m = matrix(summary, metric, split)
-            if not m.models:
-                continue
-            title = f"{metric.upper()} ({split}), mean ± sd over seeds; best per language in bold"
-            md += [f"## {title}\n", tabulate([_families_row(m), *m.rows(lambda t: f"**{t}**")],
-                                             headers=["model", *m.columns], tablefmt="github",
-                                             disable_numparse=True) + "\n"]
-            tex.append(latex_table(m))
-            html_sections.append((title, tabulate([_families_row(m), *_html_rows(m)],
-                                                  headers=["model", *m.columns], tablefmt="unsafehtml",
-                                                  disable_numparse=True)))
-            if split == "test":
-                png = heatmap(m, out_dir / f"heatmap_{metric}.png")
-                paths[f"heatmap_{metric}"] = png
-                images[f"{metric.upper()} heatmap"] = png
-                ranks = rankings(m)
-                md.append(f"### Ranking of models per language ({metric.upper()}, test)\n")
-                md.append(tabulate([[c, ", ".join(f"{r}. {model} ({mean:.3f})" for r, model, mean in ranked)]
-                                    for c, ranked in ranks.items()], headers=["language", "ranking"],
-                                   tablefmt="github") + "\n")
+    for protocol in protocols:
+        named = len(protocols) > 1 or protocol != DEFAULT_PROTOCOL
+        suffix = f" — protocol {protocol}" if named else ""
+        tag = f"_{protocol}" if named else ""
+        for metric in metrics:
+            for split in ("test", "dev"):
+                m = matrix(summary, metric, split, direction[metric], protocol)
+                if not m.models:
+                    continue
+                title = (f"{metric.upper()} ({split}){suffix}, mean ± sd over seeds; best per language in bold "
+                         f"({m.direction()})")
+                note = m.footnote()
+                md += [f"## {title}\n", tabulate([_families_row(m), *m.rows(lambda t: f"**{t}**")],
+                                                 headers=["model", *m.columns], tablefmt="github",
+                                                 disable_numparse=True) + "\n" + (f"\n{note}\n" if note else "")]
+                tex.append(latex_table(m))
+                html_sections.append((title, tabulate([_families_row(m), *_html_rows(m)],
+                                                      headers=["model", *m.columns], tablefmt="unsafehtml",
+                                                      disable_numparse=True)
+                                      + (f"<p>{html_escape(note)}</p>" if note else "")))
+                if split == "test":
+                    png = heatmap(m, out_dir / f"heatmap_{metric}{tag}.png")
+                    paths[f"heatmap_{metric}{tag}"] = png
+                    images[f"{metric.upper()} heatmap{suffix}"] = png
+                    md.append(f"### Ranking of models per language ({metric.upper()}, test{suffix}, {m.direction()})\n")
+                    md.append(tabulate([[c, ", ".join(f"{r}. {model} ({mean:.3f}{' ' + BLANK_MARK if blank else ''})"
+                                                      for r, model, mean, blank in ranked)]
+                                        for c, ranked in rankings(m).items()], headers=["language", "ranking"],
+                                       tablefmt="github") + "\n")
+    weights_png = layer_weights_figure(cells, out_dir / "layer_weights.png")
+    if weights_png is not None:
+        paths["layer_weights"] = weights_png
+        images["Layer weights learned by the superb protocol"] = weights_png
+        md += ["## Layer weights (superb)\n", "![layer weights](layer_weights.png)\n"]
     if not data.empty:
         title = "Data: languages and what the cells trained and tested on (mean over cells)"
         md += [f"## {title}\n", _data_table(data, "github") + "\n"]
         html_sections.append((title, _data_table(data, "html")))
-    for dataset, items in found.items():
-        md.append(f"## Statistics ({dataset}, {metrics[0].upper()} on test)\n")
+    for group, items in found.items():
+        md.append(f"## Statistics ({group}, {metrics[0].upper()} on test)\n")
         md += [f"- {f.sentence}" for f in items]
         md.append("")
     paths["md"].write_text("\n".join(md))

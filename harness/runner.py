@@ -1,4 +1,4 @@
-"""Plan a run (resolve every name first, so typos fail before any work) and execute it.
+"""Execute a planned run (see :mod:`harness.planning`: every name is resolved before any work).
 
 Execution claims each cell in the store before it is computed (so concurrent runs share the
 work), hands cells to the configured executor, and stores each result or failure as it comes
@@ -7,139 +7,19 @@ back, in the calling process.
 
 from __future__ import annotations
 
-import dataclasses
 import threading
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
-from harness.api import DatasetSpec, DatasetSplits, MetricSpec, ModelSpec
+from harness.cellwork import CellFailure, CellResult, CellTask
 from harness.config import RunConfig
-from harness.errors import BenchError, did_you_mean
-from harness.matrix import Cell, cell_identity, cell_key
-from harness.cellwork import CellFailure, CellResult, CellTask, checkpoint_path, data_request, use_registry
-from harness.plugins import Registered, Registry, load_registry
+from harness.planning import ALL, Plan, PlannedCell, checkpoint_path, data_request, plan_run, resolve_models
+from harness.plugins import Registry, process_registry
 from harness.prepare import prepare_models
 from harness.progress import Progress
-from harness.provenance import git_revision, machine, package_versions
 from harness.store import ResultStore
-from harness.train import CellOutcome
 
-ALL = "all"
-
-
-@dataclass(frozen=True)
-class PlannedCell:
-    cell: Cell
-    key: str
-    identity: dict[str, Any]
-    model: Registered[ModelSpec]
-    dataset: Registered[DatasetSpec]
-    model_options: Mapping[str, Any]
-    dataset_options: Mapping[str, Any]
-
-
-@dataclass(frozen=True)
-class Plan:
-    cells: tuple[PlannedCell, ...]
-    metrics: tuple[MetricSpec, ...]
-
-
-def _resolve_model(name: str, config: RunConfig, registry: Registry) -> tuple[Registered[ModelSpec], dict]:
-    options = dict(config.model_options.get(name, {}))
-    alias_of = options.pop("from", None)
-    if alias_of is not None and name not in registry.models:
-        if not isinstance(alias_of, str):
-            raise BenchError(f"[models.{name}] from must be a model name such as 'hf:/path/to/checkpoint'")
-        found = registry.model(alias_of)
-        spec = dataclasses.replace(found.spec, name=name, metadata={**found.spec.metadata, "from": alias_of})
-        return Registered(spec, found.origin), options
-    return registry.model(name), options
-
-
-def resolve_models(config: RunConfig, registry: Registry) -> dict[str, tuple[Registered[ModelSpec], dict]]:
-    """The configured models (``all`` and groups expanded, aliases resolved) and their options."""
-    model_names = list(config.models)
-    if ALL in model_names:
-        aliases = [n for n, opts in config.model_options.items() if "from" in opts]
-        model_names = sorted(set(registry.models) | set(aliases))
-    model_names = registry.expand_models(model_names)
-    return {name: _resolve_model(name, config, registry) for name in model_names}
-
-
-def plan_run(config: RunConfig, registry: Registry) -> Plan:
-    models = resolve_models(config, registry)
-
-    dataset_names = sorted(registry.datasets) if ALL in config.datasets else list(config.datasets)
-    datasets = {name: registry.dataset(name) for name in dataset_names}
-    metrics = tuple(registry.metric(name).spec for name in config.metrics)
-
-    cells: list[PlannedCell] = []
-    for dname, dataset in datasets.items():
-        options = dict(config.dataset_options.get(dname, {}))
-        if dataset.spec.options:
-            for key in options:
-                if key not in dataset.spec.options:
-                    raise BenchError(
-                        f"[datasets.{dname}]: unknown option {key!r}.{did_you_mean(key, dataset.spec.options)}",
-                        f"options of {dname}: {', '.join(dataset.spec.options)}",
-                    )
-        supported = dataset.spec.languages
-        langs = list(supported) if ALL in config.langs else list(config.langs)
-        for lang in langs:
-            if lang not in supported:
-                raise BenchError(
-                    f"dataset {dname!r} has no language {lang!r}.{did_you_mean(lang, supported)} "
-                    f"Languages of {dname}: {', '.join(supported)}.",
-                    "choose --langs from that list (codes as in Common Voice), or --langs all",
-                )
-            for seed in config.seeds:
-                for mname, (model, model_options) in models.items():
-                    cell = Cell(mname, dname, lang, seed)
-                    identity = cell_identity(
-                        cell,
-                        model_version=model.spec.version,
-                        model_metadata=model.spec.metadata,
-                        model_options=model_options,
-                        dataset_version=dataset.spec.version,
-                        dataset_options=options,
-                        train=config.train,
-                    )
-                    cells.append(PlannedCell(cell, cell_key(identity), identity, model, dataset,
-                                             model_options, options))
-    return Plan(tuple(cells), metrics)
-
-
-def merge_skipped(*parts: Mapping[str, Mapping[str, int]]) -> dict[str, dict[str, int]]:
-    """Sum skip counts by split and reason (the dataset's and the training loop's)."""
-    out: dict[str, dict[str, int]] = {}
-    for part in parts:
-        for split, reasons in part.items():
-            for reason, count in reasons.items():
-                if count:
-                    out.setdefault(split, {})[reason] = out.get(split, {}).get(reason, 0) + int(count)
-    return out
-
-
-def build_record(planned: PlannedCell, outcome: CellOutcome, data: DatasetSplits, config: RunConfig) -> dict[str, Any]:
-    device = outcome.train_info.get("device", "cpu")
-    return {
-        "identity": planned.identity,
-        "model_origin": str(planned.model.origin),
-        "dataset_origin": str(planned.dataset.origin),
-        "data": dict(data.info),
-        "skipped": merge_skipped(data.skipped, outcome.skipped),
-        "vocabulary": list(outcome.vocabulary),
-        "train": outcome.train_info,
-        "eval": {n: {"utterances": r.utterances, "seconds": r.seconds} for n, r in outcome.splits.items()},
-        "runtime": dataclasses.asdict(config.runtime),
-        "preset": config.preset,
-        "seed": planned.cell.seed,
-        "packages": package_versions(),
-        "git_revision": git_revision(),
-        "machine": machine(device),
-    }
+__all__ = ["ALL", "Plan", "PlannedCell", "RunSummary", "execute", "plan_run", "resolve_models"]
 
 
 @dataclass(frozen=True)
@@ -212,10 +92,9 @@ def execute(plan: Plan, config: RunConfig, store: ResultStore, progress: Progres
             planned.dataset.spec.check(data_request(config, cell, planned.dataset_options))
         checked.add(data_key)
 
-    registry = registry or load_registry()
+    registry = registry or process_registry()
     # models made here (pre-trained, say) are made once, in this process, before any cell
     prepare_models(((p.model.spec, p.model_options) for p in pending), config, registry, progress)
-    use_registry(registry)  # cells computed in this process see exactly the plugins the plan saw
     executor_spec = registry.executor(config.executor).spec
     executor = executor_spec.create(config.executor_options.get(config.executor, {}), config)
     heartbeat = _Heartbeat(store)

@@ -38,8 +38,10 @@ def _fmt_p(p: float) -> str:
     return "p < 0.001" if p < 0.001 else f"p = {p:.3f}"
 
 
-def per_language_tests(values: pd.DataFrame, metric: str = "cer") -> list[Finding]:
-    """``values``: one row per cell with columns model, language, seed, value."""
+def per_language_tests(values: pd.DataFrame, metric: str = "cer", lower_is_better: bool = True,
+                       blank: frozenset | set = frozenset()) -> list[Finding]:
+    """``values``: one row per cell with columns model, language, seed, value. ``blank``: (model,
+    language) pairs whose output is (almost) all blank, never named best."""
     import scikit_posthocs as sp
     from scipy import stats
 
@@ -59,7 +61,7 @@ def per_language_tests(values: pd.DataFrame, metric: str = "cer") -> list[Findin
             findings.append(Finding(lang, f"{lang}: every model scored the same; no difference to test.", 1.0))
             continue
         h, p = stats.kruskal(*groups)
-        medians = part.groupby("model")["value"].median().sort_values()
+        medians = part.groupby("model")["value"].median().sort_values(ascending=lower_is_better)
         if p >= ALPHA:
             findings.append(Finding(
                 lang, f"{lang}: no significant difference between the {len(groups)} models "
@@ -72,11 +74,14 @@ def per_language_tests(values: pd.DataFrame, metric: str = "cer") -> list[Findin
             for b in names[i + 1:]:
                 q = float(post.loc[a, b])
                 if q < ALPHA:
-                    pairs.append(f"{a} < {b} ({_fmt_p(q)})")
+                    pairs.append(f"{a} {'<' if lower_is_better else '>'} {b} ({_fmt_p(q)})")
         detail = "; ".join(pairs) if pairs else "no pair survives the Holm correction"
+        best = next((name for name in names if (name, lang) not in blank), None)
+        crowned = (f"best {best} (median {metric.upper()} {medians[best]:.3f})" if best is not None
+                   else "no model transcribes anything")
         findings.append(Finding(
-            lang, f"{lang}: models differ (Kruskal-Wallis H = {h:.2f}, {_fmt_p(p)}); best {names[0]} "
-                  f"(median {metric.upper()} {medians.iloc[0]:.3f}); Conover-Iman with Holm: {detail}.",
+            lang, f"{lang}: models differ (Kruskal-Wallis H = {h:.2f}, {_fmt_p(p)}); {crowned}; "
+                  f"Conover-Iman with Holm: {detail}.",
             float(p)))
     return findings
 
@@ -161,7 +166,8 @@ def pretraining_tests(values: pd.DataFrame, pretrained: Mapping[str, bool], metr
 
 
 def all_findings(values: pd.DataFrame, pretraining: Mapping[str, Sequence[str]], metric: str = "cer",
-                 pretrained: Mapping[str, bool] | None = None) -> list[Finding]:
-    return [*per_language_tests(values, metric), *family_tests(values, metric),
+                 pretrained: Mapping[str, bool] | None = None, lower_is_better: bool = True,
+                 blank: frozenset | set = frozenset()) -> list[Finding]:
+    return [*per_language_tests(values, metric, lower_is_better, blank), *family_tests(values, metric),
             *related_pretraining_tests(values, pretraining, metric),
             *(pretraining_tests(values, pretrained, metric) if pretrained is not None else [])]

@@ -110,6 +110,11 @@ class StoredCell:
     finished_at: float
     duration_s: float
 
+    @property
+    def protocol(self) -> str:
+        """The cell's protocol (cells stored before protocols existed were fine-tuned)."""
+        return self.record.get("identity", {}).get("protocol", {}).get("name", "finetune")
+
 
 class ResultStore:
     def __init__(self, path: str | Path, owner: str | None = None) -> None:
@@ -175,6 +180,12 @@ class ResultStore:
                 "INSERT INTO hypotheses VALUES (?,?,?,?,?)",
                 [(key, split, utt, ref, hyp) for split, rows in hypotheses.items() for utt, ref, hyp in rows],
             )
+
+    def update_scores(self, key: str, metrics: Mapping[str, Mapping[str, float]], record: Mapping[str, Any]) -> None:
+        """Replace a stored cell's scores and record (metrics scored again from its hypotheses)."""
+        with self._db:
+            self._db.execute("UPDATE cells SET metrics=?, record=? WHERE key=?",
+                             (json.dumps(metrics), json.dumps(record, default=str), key))
 
     def cells(self, keys: Iterable[str] | None = None) -> list[StoredCell]:
         rows = self._db.execute("SELECT * FROM cells ORDER BY model, dataset, language, seed").fetchall()

@@ -1,9 +1,13 @@
-"""The one fine-tune/eval loop that every cell of every matrix goes through.
+"""The CTC training loop that every protocol goes through, and the study's fine-tuning.
 
-Given a model builder, a dataset's splits and the recipe, it normalises the transcripts,
-builds the character vocabulary from the training text, fine-tunes the model with a CTC
-loss (frozen feature encoder, Adam, tri-stage schedule, gradient accumulation and clipping,
-duration-sized batches, autocast) and decodes dev and test greedily, keeping every hypothesis.
+Given a model builder, a dataset's splits and the recipe, :func:`fine_tune_and_evaluate`
+normalises the transcripts, builds the character vocabulary from the training text,
+fine-tunes the model with a CTC loss (frozen feature encoder, Adam, tri-stage schedule,
+gradient accumulation and clipping, duration-sized batches, autocast) and decodes dev and test
+greedily, keeping every hypothesis. Its pieces (:func:`prepare_splits`, :func:`fit`,
+:func:`evaluate`) also serve other protocols: anything with a ``head(features, frame_mask)``
+and a feature provider with ``frames`` and ``batch(indices, grad)`` trains and decodes the
+same way (the ``superb`` protocol trains a downstream model on cached hidden states with them).
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +26,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from harness.api import SAMPLING_RATE, DatasetSplits, MetricSpec, ModelRequest, SpeechCTCModel, Utterance, frame_mask
+from harness.api import (SAMPLING_RATE, CellOutcome, DatasetSplits, MetricSpec, ModelRequest, SpeechCTCModel,
+                         SplitOutput, Utterance, frame_mask)
 from harness.batching import duration_batches, endless_batches, pad_stack, padding_fraction
 from harness.config import RuntimeSettings, TrainSettings
 from harness.device import autocast, resolve_device, resolve_precision, seed_everything
@@ -33,24 +38,6 @@ from harness.text import Vocabulary, build_vocabulary, greedy_decode, normalize
 
 #: frozen-encoder outputs are cached automatically when they fit in this many bytes
 FEATURE_CACHE_BUDGET = 4 * 2**30
-
-
-@dataclass(frozen=True)
-class SplitResult:
-    metrics: dict[str, float]
-    #: (utterance id, normalised reference, hypothesis)
-    hypotheses: list[tuple[str, str, str]]
-    utterances: int
-    seconds: float
-
-
-@dataclass(frozen=True)
-class CellOutcome:
-    splits: dict[str, SplitResult]
-    vocabulary: tuple[str, ...]
-    train_info: dict[str, Any]
-    #: utterances left out, by split and reason (never silently)
-    skipped: dict[str, dict[str, int]] = field(default_factory=dict)
 
 
 @dataclass
@@ -170,32 +157,9 @@ def _decide_cache(setting: str, frozen: bool, model: SpeechCTCModel, split: _Spl
     return bytes_per_sample * sum(split.samples) <= FEATURE_CACHE_BUDGET
 
 
-def fine_tune_and_evaluate(
-    build_model: Callable[[ModelRequest], SpeechCTCModel],
-    data: DatasetSplits,
-    language: str,
-    seed: int,
-    train: TrainSettings,
-    runtime: RuntimeSettings,
-    metrics: Sequence[MetricSpec],
-    model_options: Mapping[str, Any] | None = None,
-    progress: Progress | None = None,
-    checkpoint: Path | None = None,
-    model_cache_dir: Path | None = None,
-) -> CellOutcome:
-    """Fine-tune a fresh model on ``data`` and evaluate it on dev and test.
-
-    With ``checkpoint`` (a file path) and ``runtime.checkpoint_minutes`` > 0 the training state
-    is saved there periodically, and training resumes from it when it exists: the resumed cell
-    ends with the same numbers as one that was never interrupted.
-    """
-    device = resolve_device(runtime.device)
-    precision = resolve_precision(runtime.precision, device)
-    amp = autocast(device, precision)
-    if runtime.threads > 0:
-        torch.set_num_threads(runtime.threads)
-
-    # ---------------------------------------------------------------- data and vocabulary
+def prepare_splits(data: DatasetSplits, language: str, train: TrainSettings) -> tuple[dict[str, _Split], Vocabulary]:
+    """The usable utterances of each split (normalised text, raw audio) and the vocabulary
+    built from the training text; skipped utterances are counted per split and reason."""
     splits = {
         "train": _prepare(data.train, language, train.max_seconds),
         "dev": _prepare(data.dev, language, None),
@@ -208,7 +172,76 @@ def fine_tune_and_evaluate(
             f"(skipped: {dict(train_split.skipped) or 'none were given'})",
             "check the dataset for this language (audio present, transcripts not empty)",
         )
-    vocab = build_vocabulary(train_split.refs, train.vocab_min_fraction)
+    return splits, build_vocabulary(train_split.refs, train.vocab_min_fraction)
+
+
+def encode_splits(splits: dict[str, _Split], vocab: Vocabulary, normalise: bool) -> None:
+    """Audio to (normalised) tensors and transcripts to label ids, in place."""
+    for name, split in splits.items():
+        _to_tensors(split, normalise)
+        _encode_labels(split, vocab, drop_empty=name == "train")
+
+
+def check_frame_lengths(model: SpeechCTCModel, split: _Split, device, amp) -> None:
+    """The model's ``frame_lengths`` must count exactly the frames its ``encode`` returns: a
+    mismatch would otherwise surface deep inside the CTC loss, or silently misalign labels."""
+    if not split.audio:
+        return
+    audio = split.audio[0]
+    with torch.no_grad(), amp:
+        frames = model.encode(audio.to(device)[None]).shape[1]
+    expected = int(model.frame_lengths(torch.tensor([len(audio)], dtype=torch.long))[0])
+    if frames != expected:
+        name = f"{type(model).__module__}.{type(model).__qualname__}"
+        raise BenchError(
+            f"model {name}: frame_lengths() gives {expected} frames for a {len(audio)}-sample clip, "
+            f"but encode() returned {frames}",
+            "a model plugin's frame_lengths(sample_lengths) must return exactly the number of frames "
+            "encode() produces for each input length (see README, Plugins)",
+        )
+
+
+def drop_unalignable(split: _Split, frames: Sequence[int]) -> int:
+    """Leave out training utterances with fewer frames than CTC needs for their labels (one per
+    label plus a blank between repeats); returns how many were dropped (counted as skipped)."""
+    keep = [i for i, ids in enumerate(split.labels) if len(ids) + _repeats(ids) <= frames[i]]
+    dropped = len(split.labels) - len(keep)
+    if dropped:
+        split.skipped["shorter_than_transcript"] += dropped
+        for attr in ("ids", "audio", "refs", "labels"):
+            setattr(split, attr, [getattr(split, attr)[i] for i in keep])
+    return dropped
+
+
+def fine_tune_and_evaluate(
+    build_model: Callable[[ModelRequest], SpeechCTCModel],
+    data: DatasetSplits,
+    language: str,
+    seed: int,
+    train: TrainSettings,
+    runtime: RuntimeSettings,
+    metrics: Sequence[MetricSpec] = (),
+    model_options: Mapping[str, Any] | None = None,
+    progress: Progress | None = None,
+    checkpoint: Path | None = None,
+    model_cache_dir: Path | None = None,
+) -> CellOutcome:
+    """Fine-tune a fresh model on ``data`` and decode dev and test (the ``finetune`` protocol).
+
+    With ``checkpoint`` (a file path) and ``runtime.checkpoint_minutes`` > 0 the training state
+    is saved there periodically, and training resumes from it when it exists: the resumed cell
+    ends with the same numbers as one that was never interrupted. ``metrics`` are scored into
+    each split's ``SplitOutput.metrics`` (the harness scores stored hypotheses itself).
+    """
+    device = resolve_device(runtime.device)
+    precision = resolve_precision(runtime.precision, device)
+    amp = autocast(device, precision)
+    if runtime.threads > 0:
+        torch.set_num_threads(runtime.threads)
+
+    # ---------------------------------------------------------------- data and vocabulary
+    splits, vocab = prepare_splits(data, language, train)
+    train_split = splits["train"]
     seed_everything(seed)
     model = build_model(
         ModelRequest(
@@ -220,24 +253,17 @@ def fine_tune_and_evaluate(
             cache_dir=model_cache_dir,
         )
     )
-    for name, split in splits.items():
-        _to_tensors(split, model.normalize_audio)
-        _encode_labels(split, vocab, drop_empty=name == "train")
+    encode_splits(splits, vocab, model.normalize_audio)
     eval_splits = {"dev": splits["dev"], "test": splits["test"]}
     model.to(device)
 
     frozen = train.freeze_feature_encoder
     for p in model.feature_encoder_parameters():
         p.requires_grad_(not frozen)
+    check_frame_lengths(model, train_split, device, amp)
     use_cache = _decide_cache(runtime.feature_cache, frozen, model, train_split, device, amp)
     features = _Features(model, train_split, device, amp, use_cache)
-
-    # CTC needs at least as many frames as labels (plus blanks between repeats)
-    keep = [i for i, ids in enumerate(train_split.labels) if len(ids) + _repeats(ids) <= features.frames[i]]
-    if len(keep) < len(train_split.labels):
-        train_split.skipped["shorter_than_transcript"] += len(train_split.labels) - len(keep)
-        for attr in ("ids", "audio", "refs", "labels"):
-            setattr(train_split, attr, [getattr(train_split, attr)[i] for i in keep])
+    if drop_unalignable(train_split, features.frames):
         features = _Features(model, train_split, device, amp, use_cache)
     if not train_split.ids:
         raise BenchError(f"every training utterance for {language!r} is too short for its transcript",
@@ -264,15 +290,17 @@ def fine_tune_and_evaluate(
             features.build_cache(bar)
             info["encode_seconds"] = time.perf_counter() - encode_start
         seed_everything(seed)
-        saver = _Checkpointer(checkpoint, runtime.checkpoint_minutes) if checkpoint is not None else None
-        info.update(_fit(model, features, train_split, train, seed, device, precision, amp, progress, saver))
+        saver = Checkpointer(checkpoint, runtime.checkpoint_minutes) if checkpoint is not None else None
+        info.update(fit(model, features, train_split, train, seed, device, precision, amp, progress, saver))
 
     # ---------------------------------------------------------------- evaluation
     results = {}
     info["eval_seconds"] = {}
     for name, split in eval_splits.items():
         eval_start = time.perf_counter()
-        results[name] = _evaluate(model, split, vocab, runtime, device, amp, metrics, use_cache)
+        model.eval()
+        results[name] = evaluate(model, _Features(model, split, device, amp, use_cache), split, vocab, runtime, amp,
+                                 metrics)
         info["eval_seconds"][name] = time.perf_counter() - eval_start
     skipped = {"train": dict(train_split.skipped), **{n: dict(s.skipped) for n, s in eval_splits.items()}}
     return CellOutcome(results, vocab.symbols, info, skipped)
@@ -282,7 +310,7 @@ def _repeats(ids: Sequence[int]) -> int:
     return sum(1 for a, b in zip(ids, ids[1:]) if a == b)
 
 
-class _Checkpointer:
+class Checkpointer:
     """Saves and restores the whole training state of a cell (atomically, every few minutes)."""
 
     def __init__(self, path: Path, minutes: float) -> None:
@@ -325,8 +353,8 @@ def _set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def _fit(model, features: _Features, split: _Split, train: TrainSettings, seed, device, precision, amp, progress,
-         saver: _Checkpointer | None = None):
+def fit(model, features, split: _Split, train: TrainSettings, seed, device, precision, amp, progress,
+         saver: Checkpointer | None = None):
     model.train()
     named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     params = [p for _, p in named]
@@ -418,9 +446,9 @@ def _fit(model, features: _Features, split: _Split, train: TrainSettings, seed, 
     }
 
 
-def _evaluate(model, split: _Split, vocab: Vocabulary, runtime: RuntimeSettings, device, amp, metrics, cached):
-    model.eval()
-    features = _Features(model, split, device, amp, cached)
+def evaluate(model, features, split: _Split, vocab: Vocabulary, runtime: RuntimeSettings, amp,
+             metrics: Sequence[MetricSpec] = ()) -> SplitOutput:
+    """Greedy CTC decoding of ``split`` in length-sorted batches (the model in eval mode)."""
     hyps: list[str] = [""] * len(split.ids)
     budget = int(runtime.eval_batch_seconds * SAMPLING_RATE)
     with torch.no_grad():
@@ -432,9 +460,8 @@ def _evaluate(model, split: _Split, vocab: Vocabulary, runtime: RuntimeSettings,
             for row, i in enumerate(batch):
                 hyps[i] = greedy_decode(best[row, : features.frames[i]].tolist(), vocab)
     scores = {m.name: float(m.compute(split.refs, hyps)) if split.refs else float("nan") for m in metrics}
-    return SplitResult(
-        metrics=scores,
+    return SplitOutput(
         hypotheses=list(zip(split.ids, split.refs, hyps)),
-        utterances=len(split.ids),
         seconds=sum(split.samples) / SAMPLING_RATE,
+        metrics=scores,
     )

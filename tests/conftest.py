@@ -14,6 +14,16 @@ os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 REPO = Path(__file__).resolve().parents[1]
 
 
+@pytest.fixture(autouse=True)
+def fresh_plugin_registry():
+    """Each test finds its plugins anew (tests patch the loader or install plugins)."""
+    from harness import plugins
+
+    plugins._LOADED.clear()
+    yield
+    plugins._LOADED.clear()
+
+
 @pytest.fixture(scope="session")
 def cache_dir(tmp_path_factory) -> Path:
     """One synthetic-speech cache for the whole session (synthesis happens once per language)."""

@@ -106,7 +106,7 @@ def test_training_resumes_exactly_from_its_checkpoint(tmp_path, monkeypatch, cac
     from harness.api import DatasetRequest
     from harness.config import RuntimeSettings, TrainSettings
     from harness.plugins import load_registry
-    from harness.train import _Checkpointer, fine_tune_and_evaluate
+    from harness.train import Checkpointer, fine_tune_and_evaluate
 
     registry = load_registry()
     data = registry.dataset("synthetic").spec.load(DatasetRequest(
@@ -125,7 +125,7 @@ def test_training_resumes_exactly_from_its_checkpoint(tmp_path, monkeypatch, cac
         pass
 
     saves = []
-    original = _Checkpointer.save
+    original = Checkpointer.save
 
     def save_then_die(self, state):
         original(self, state)
@@ -133,10 +133,10 @@ def test_training_resumes_exactly_from_its_checkpoint(tmp_path, monkeypatch, cac
         if state["update"] == 17:
             raise Killed()
 
-    monkeypatch.setattr(_Checkpointer, "save", save_then_die)
+    monkeypatch.setattr(Checkpointer, "save", save_then_die)
     with pytest.raises(Killed):
         run(tmp_path / "b.pt")
-    monkeypatch.setattr(_Checkpointer, "save", original)
+    monkeypatch.setattr(Checkpointer, "save", original)
     resumed = run(tmp_path / "b.pt")
     assert resumed.train_info["resumed_from_update"] == 17
     assert resumed.train_info["loss_curve"] == reference.train_info["loss_curve"]

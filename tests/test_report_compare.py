@@ -26,17 +26,20 @@ def test_report_writes_every_output(finished):
     assert len(cer) == 4 and all(r["n"] == 2 for r in cer)
     md = (reports / "matrix.md").read_text()
     assert "(family)" in md and "Indo-European" in md and "Ranking of models per language" in md
-    assert "±" in md and "**" in md  # mean ± sd, best in bold
+    assert "±" in md
+    # 3 updates leave every model on the blank plateau: each cell is flagged, none is crowned best
+    assert "†" in md and "blank output" in md and "**" not in md.split("### Ranking")[0]
+    assert all(c["blank_output"] for c in payload["cells"])
     # 2 seeds per model: the per-language comparison is made (3 updates leave every model at CER 1.0,
     # which is reported as such rather than tested)
     assert "- de: " in md and "- es: " in md and "needs at least 2 seeds" not in md
     tex = (reports / "matrix.tex").read_text()
-    assert "\\begin{table}" in tex and "\\textbf{" in tex and "$\\pm$" in tex
+    assert "\\begin{table}" in tex and "$\\pm$" in tex and "\\textbf{" not in tex
     png = (reports / "heatmap_cer.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
     html = (reports / "report.html").read_text()
     assert "data:image/png;base64," in html and "<table>" in html and "Statistics (synthetic)" in html
-    assert "<b>" in html
+    assert "<b>" not in html and "blank output" in html
     assert len(payload["findings"]["synthetic"]) >= 3  # 2 languages + family comparison(s)
 
 

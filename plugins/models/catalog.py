@@ -14,13 +14,14 @@ Groups select subsets: ``english``, ``multilingual``, ``voxpopuli``, ``voxpopuli
 from __future__ import annotations
 
 from collections.abc import Mapping
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from harness.api import ModelGroup, ModelRequest, ModelSpec
+from harness.api import ModelFacts, ModelGroup, ModelRequest, ModelSpec
 from harness.hookspecs import hookimpl
 
-from .hf import VERSION, HFCTCModel, _check_checkpoint, _config_kwargs, _load_checkpoint
+from .hf import HF_FACTS, VERSION, HFCTCModel, _check_checkpoint, _config_kwargs, _load_checkpoint
 
 #: the 23 VoxPopuli languages (ISO 639-1, as Common Voice codes where they coincide)
 VOXPOPULI_23 = ("en", "de", "fr", "es", "pl", "it", "ro", "hu", "cs", "nl", "fi", "hr", "sk", "sl", "et", "lt",
@@ -58,6 +59,10 @@ class CatalogEntry:
         if self.pretraining_languages:
             meta["pretraining_languages"] = list(self.pretraining_languages)
         return meta
+
+    def facts(self) -> ModelFacts:
+        return dataclasses.replace(HF_FACTS, pretrained=self.pretraining_hours > 0,
+                                   pretraining_languages=tuple(self.pretraining_languages))
 
 
 def _mono(name, hub_id, architecture, hours, data, domain, lang="en", params="~317M", groups=("english",)):
@@ -130,7 +135,7 @@ def spec(entry: CatalogEntry) -> ModelSpec:
     if not entry.hub_id:
         return ModelSpec(entry.name, _build_random_large, VERSION,
                          "wav2vec 2.0 large architecture, random weights (no pre-training); no hub needed",
-                         entry.metadata())
+                         entry.metadata(), facts=entry.facts())
     return ModelSpec(
         name=entry.name,
         build=lambda request: _load_checkpoint(entry.hub_id, request),
@@ -138,6 +143,7 @@ def spec(entry: CatalogEntry) -> ModelSpec:
         description=f"{entry.hub_id}: {entry.pretraining_data}",
         metadata=entry.metadata(),
         check=lambda: _check_checkpoint(entry.hub_id),
+        facts=entry.facts(),
     )
 
 

@@ -8,6 +8,7 @@ nothing from a hub (the offline default).
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import warnings
@@ -17,7 +18,7 @@ from typing import Any
 
 import torch
 
-from harness.api import SAMPLING_RATE, ModelRequest, ModelScheme, ModelSpec, SpeechCTCModel
+from harness.api import SAMPLING_RATE, ModelFacts, ModelRequest, ModelScheme, ModelSpec, SpeechCTCModel
 from harness.errors import BenchError
 from harness.hookspecs import hookimpl
 
@@ -25,6 +26,9 @@ VERSION = "1"
 
 # WavLM's attention passes masks of two dtypes to torch; harmless, and noisy once per step
 warnings.filterwarnings("ignore", message="Support for mismatched key_padding_mask and attn_mask")
+
+#: what every model of this plugin (and those built on it) can do: hidden states for ``superb``
+HF_FACTS = ModelFacts(hidden_states=True)
 
 #: fine-tuning knobs that may be set per model in bench.toml [models.NAME]
 CONFIG_OPTIONS = ("layerdrop", "hidden_dropout", "attention_dropout", "activation_dropout",
@@ -56,6 +60,26 @@ class HFCTCModel(SpeechCTCModel):
         if getattr(base, "adapter", None) is not None:
             hidden = base.adapter(hidden)
         return self.model.lm_head(self.model.dropout(hidden))
+
+    def hidden_states(self, features: torch.Tensor, frame_mask: torch.Tensor) -> list[torch.Tensor]:
+        """The transformer's input, then each layer's output: what the whole model returns with
+        ``output_hidden_states=True``, captured with hooks on the layers (transformers 5 records
+        them only at the top-level model)."""
+        base = self._base
+        projected = base.feature_projection(features)
+        hidden = projected[0] if isinstance(projected, tuple) else projected
+        layers = base.encoder.layers
+        states: list[torch.Tensor] = []
+        hooks = [layers[0].register_forward_pre_hook(lambda module, args: states.append(args[0]))]
+        for layer in layers:
+            hooks.append(layer.register_forward_hook(
+                lambda module, args, output: states.append(output[0] if isinstance(output, tuple) else output)))
+        try:
+            base.encoder(hidden, attention_mask=frame_mask)
+        finally:
+            for hook in hooks:
+                hook.remove()
+        return states
 
     def frame_lengths(self, sample_lengths: torch.Tensor) -> torch.Tensor:
         return self.model._get_feat_extract_output_lengths(sample_lengths).long()
@@ -196,6 +220,7 @@ def checkpoint_spec(ref: str) -> ModelSpec:
         description="Hugging Face CTC checkpoint",
         metadata=metadata,
         check=lambda: _check_checkpoint(ref),
+        facts=HF_FACTS,
     )
 
 
@@ -250,6 +275,7 @@ def _tiny_spec(name: str, model_type: str) -> ModelSpec:
         version=VERSION,
         description=f"tiny {model_type} (2 conv + 4 transformer layers, hidden 192), random weights; offline",
         metadata={"architecture": model_type, "pretraining": "none", "parameters": "7.3M (2.1M trainable with the encoder frozen)"},
+        facts=dataclasses.replace(HF_FACTS, pretrained=False),
     )
 
 

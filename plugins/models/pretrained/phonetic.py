@@ -21,10 +21,10 @@ from collections.abc import Sequence
 
 import torch
 
-from harness.api import DatasetSplits, MetricSpec, ModelRequest, PrepareContext, SpeechCTCModel
+from harness.api import CellOutcome, DatasetSplits, MetricSpec, ModelRequest, PrepareContext, SpeechCTCModel
 from harness.config import RuntimeSettings, TrainSettings
 from harness.errors import BenchError
-from harness.train import CellOutcome, fine_tune_and_evaluate
+from harness.train import fine_tune_and_evaluate
 
 from ..hf import _build_tiny
 from .checkpoints import Pretrained

@@ -1,0 +1,165 @@
+"""Planning a run: every name resolved and every option checked before any work.
+
+The plan is the list of cells (models x datasets x languages x seeds x protocols) with their
+keys and the specs that compute them. Workers redo the planning for the cell they are given
+(``harness.cellwork``), so planning is cheap and deterministic.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from harness.api import DatasetRequest, DatasetSpec, MetricSpec, ModelSpec, ProtocolSpec
+from harness.config import RunConfig
+from harness.errors import BenchError, did_you_mean
+from harness.matrix import Cell, cell_identity, cell_key
+from harness.plugins import Registered, Registry
+
+ALL = "all"
+
+
+@dataclass(frozen=True)
+class PlannedCell:
+    cell: Cell
+    key: str
+    identity: dict[str, Any]
+    model: Registered[ModelSpec]
+    dataset: Registered[DatasetSpec]
+    model_options: Mapping[str, Any]
+    dataset_options: Mapping[str, Any]
+    protocol: Registered[ProtocolSpec]
+    #: the protocol's options merged over its defaults
+    protocol_options: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class Plan:
+    cells: tuple[PlannedCell, ...]
+    metrics: tuple[MetricSpec, ...]
+
+
+# --------------------------------------------------------------------------- paths of a run
+def checkpoint_path(config: RunConfig, key: str) -> Path:
+    return config.cache_dir / "checkpoints" / f"{key}.pt"
+
+
+def model_cache_dir(config: RunConfig) -> Path:
+    """Where models keep what their ``prepare`` made (pre-trained checkpoints)."""
+    return config.cache_dir / "models"
+
+
+def dataset_request(config: RunConfig, dataset: str, language: str, seed: int, options) -> DatasetRequest:
+    """What a dataset plugin is asked for: its cache lives in ``<run.cache_dir>/datasets/<name>``."""
+    return DatasetRequest(language, seed, options, config.cache_dir / "datasets" / dataset)
+
+
+def data_request(config: RunConfig, cell: Cell, options) -> DatasetRequest:
+    return dataset_request(config, cell.dataset, cell.language, cell.seed, options)
+
+
+# --------------------------------------------------------------------------- resolving names
+def _resolve_model(name: str, config: RunConfig, registry: Registry) -> tuple[Registered[ModelSpec], dict]:
+    options = dict(config.model_options.get(name, {}))
+    alias_of = options.pop("from", None)
+    if alias_of is not None and name not in registry.models:
+        if not isinstance(alias_of, str):
+            raise BenchError(f"[models.{name}] from must be a model name such as 'hf:/path/to/checkpoint'")
+        found = registry.model(alias_of)
+        spec = dataclasses.replace(found.spec, name=name, metadata={**found.spec.metadata, "from": alias_of})
+        return Registered(spec, found.origin), options
+    return registry.model(name), options
+
+
+def resolve_models(config: RunConfig, registry: Registry) -> dict[str, tuple[Registered[ModelSpec], dict]]:
+    """The configured models (``all`` and groups expanded, aliases resolved) and their options."""
+    model_names = list(config.models)
+    if ALL in model_names:
+        aliases = [n for n, opts in config.model_options.items() if "from" in opts]
+        model_names = sorted(set(registry.models) | set(aliases))
+    model_names = registry.expand_models(model_names)
+    return {name: _resolve_model(name, config, registry) for name in model_names}
+
+
+def resolve_protocols(config: RunConfig, registry: Registry) -> dict[str, tuple[Registered[ProtocolSpec], dict]]:
+    """The configured protocols and their options merged over the defaults (checked)."""
+    for name in config.protocol_options:
+        if name not in registry.protocols:
+            raise BenchError(f"[protocols.{name}] names no installed protocol.{did_you_mean(name, registry.protocols)}",
+                             f"protocols: {', '.join(sorted(registry.protocols)) or '(none)'} (bench list --protocols)")
+    names = sorted(registry.protocols) if ALL in config.protocols else list(config.protocols)
+    out = {}
+    for name in names:
+        found = registry.protocol(name)
+        raw = config.protocol_options.get(name, {})
+        defaults = found.spec.defaults
+        for key in raw:
+            if key not in defaults:
+                raise BenchError(f"[protocols.{name}]: unknown option {key!r}.{did_you_mean(key, defaults)}",
+                                 f"options of {name}: {', '.join(defaults) or '(none)'}")
+        options = {**defaults, **raw}
+        if found.spec.check is not None:
+            found.spec.check(options)
+        out[name] = (found, options)
+    return out
+
+
+def _check_dataset_options(name: str, options: Mapping[str, Any], spec: DatasetSpec) -> None:
+    if spec.options:
+        for key in options:
+            if key not in spec.options:
+                raise BenchError(
+                    f"[datasets.{name}]: unknown option {key!r}.{did_you_mean(key, spec.options)}",
+                    f"options of {name}: {', '.join(spec.options)}",
+                )
+
+
+def plan_run(config: RunConfig, registry: Registry) -> Plan:
+    models = resolve_models(config, registry)
+    protocols = resolve_protocols(config, registry)
+    for mname, (model, _) in models.items():
+        for pname, (protocol, _) in protocols.items():
+            reason = protocol.spec.accepts(model.spec.facts) if protocol.spec.accepts is not None else None
+            if reason:
+                raise BenchError(f"protocol {pname!r} cannot evaluate model {mname!r}: {reason}",
+                                 f"leave {mname} out of --models, or run it with another protocol")
+
+    dataset_names = sorted(registry.datasets) if ALL in config.datasets else list(config.datasets)
+    datasets = {name: registry.dataset(name) for name in dataset_names}
+    metrics = tuple(registry.metric(name).spec for name in config.metrics)
+
+    cells: list[PlannedCell] = []
+    for dname, dataset in datasets.items():
+        options = dict(config.dataset_options.get(dname, {}))
+        _check_dataset_options(dname, options, dataset.spec)
+        supported = dataset.spec.languages
+        langs = list(supported) if ALL in config.langs else list(config.langs)
+        for lang in langs:
+            if lang not in supported:
+                raise BenchError(
+                    f"dataset {dname!r} has no language {lang!r}.{did_you_mean(lang, supported)} "
+                    f"Languages of {dname}: {', '.join(supported)}.",
+                    "choose --langs from that list (codes as in Common Voice), or --langs all",
+                )
+            for seed in config.seeds:
+                for mname, (model, model_options) in models.items():
+                    for pname, (protocol, protocol_options) in protocols.items():
+                        cell = Cell(mname, dname, lang, seed, pname)
+                        identity = cell_identity(
+                            cell,
+                            model_version=model.spec.version,
+                            model_metadata=model.spec.metadata,
+                            model_options=model_options,
+                            dataset_version=dataset.spec.version,
+                            dataset_options=options,
+                            train=config.train,
+                            model_facts=model.spec.facts,
+                            protocol_version=protocol.spec.version,
+                            protocol_options=protocol_options,
+                        )
+                        cells.append(PlannedCell(cell, cell_key(identity), identity, model, dataset, model_options,
+                                                 options, protocol, protocol_options))
+    return Plan(tuple(cells), metrics)

@@ -3,9 +3,10 @@
 A :class:`CellTask` holds the run's configuration and the cell's key: small, picklable, and
 enough to redo the planning where it runs (the worker checks that it arrives at the same key,
 which catches a worker running different code or plugins). :func:`compute_cell` loads the
-data, fine-tunes and evaluates, retrying with smaller micro-batches when memory runs out, and
-returns a :class:`CellResult` or, for any error, a :class:`CellFailure` — it never raises for
-a failing cell, so one bad cell does not stop a matrix.
+data, hands the built model and the splits to the cell's protocol (retrying with smaller
+micro-batches when memory runs out), scores the hypotheses it returns with the run's metrics,
+and returns a :class:`CellResult` or, for any error, a :class:`CellFailure` — it never raises
+for a failing cell, so one bad cell does not stop a matrix.
 """
 
 from __future__ import annotations
@@ -13,8 +14,8 @@ from __future__ import annotations
 import dataclasses
 import time
 import traceback
-from dataclasses import dataclass
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from harness.api import CellOutcome, DatasetSplits, ProtocolRequest

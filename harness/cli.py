@@ -60,7 +60,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
             return 0
         progress = Progress(len(plan.cells) - len(done), enabled=None if not args.no_progress else False)
         try:
-            summary = execute(plan, config, store, progress, registry, retry_failed=args.retry_failed)
+            summary = execute(plan, config, store, progress, registry, retry_failed=args.retry_failed,
+                              keep_going=args.keep_going)
         except KeyboardInterrupt:
             progress.close()
             print("\ninterrupted: every finished cell is stored; run the same command again to continue.",
@@ -293,6 +294,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--no-progress", action="store_true", help="no progress bars (one line per cell)")
     run.add_argument("--executor", help="where cells are computed: local (default), ray, slurm, or a plugin's")
     run.add_argument("--retry-failed", action="store_true", help="compute again the cells that failed before")
+    run.add_argument("--keep-going", action="store_true",
+                     help="when some models or languages cannot be used (missing files), compute the others and "
+                          "record their cells as failed instead of stopping before any cell")
     run.set_defaults(func=_cmd_run)
 
     lst = sub.add_parser("list", help="list models, datasets (with languages) and metrics, and their origin")

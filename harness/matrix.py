@@ -1,8 +1,8 @@
 """The cells of a run (models x datasets x languages x seeds) and the key of each cell.
 
 A cell's key is a hash of everything that decides its result: the model (name, plugin
-version, metadata, options), the dataset (name, plugin version, options), the language, the
-seed, the training recipe and the version of the loop. Anything else (device, threads,
+version, metadata, options), the dataset (name, plugin version, options, and the fingerprint of
+the data it reads), the language, the seed, the training recipe and the version of the loop. Anything else (device, threads,
 precision) is recorded with the result but does not change the key.
 """
 
@@ -45,15 +45,23 @@ def cell_identity(
     dataset_version: str,
     dataset_options: Mapping[str, Any],
     train: TrainSettings,
+    data: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Everything that decides the cell's result, as plain data (stored with the result)."""
-    return {
+    """Everything that decides the cell's result, as plain data (stored with the result).
+
+    ``data`` is the dataset's fingerprint of what it reads (release, content digest); datasets
+    without one leave it out, and their keys are those of before.
+    """
+    identity = {
         "cell": dataclasses.asdict(cell),
         "model": {"version": model_version, "metadata": dict(model_metadata), "options": dict(model_options)},
         "dataset": {"version": dataset_version, "options": dict(dataset_options)},
         "train": dataclasses.asdict(train),
         "loop_version": LOOP_VERSION,
     }
+    if data is not None:
+        identity["data"] = dict(data)
+    return identity
 
 
 def cell_key(identity: Mapping[str, Any]) -> str:

@@ -54,12 +54,13 @@ def make_release(root: Path, lang: str, train: int = 30, dev: int = 5, test: int
         (clips / "garbage.mp3").write_bytes(b"not an mp3 at all" * 20)
         (clips / "empty.mp3").write_bytes(b"")
         sf.write(clips / "quiet.mp3", _tone(1.0, 2), RATE, format="MP3")
+        sf.write(clips / "quiet2.mp3", _tone(1.0, 3), RATE, format="MP3")
         tables["train"] += [
             {"client_id": "x", "path": "missing.mp3", "sentence": SENTENCES[lang][0]},
             {"client_id": "x", "path": "garbage.mp3", "sentence": SENTENCES[lang][1]},
             {"client_id": "x", "path": "empty.mp3", "sentence": SENTENCES[lang][1]},
             {"client_id": "x", "path": "quiet.mp3", "sentence": "   "},
-            {"client_id": "x", "path": "quiet.mp3", "sentence": "?!…"},
+            {"client_id": "x", "path": "quiet2.mp3", "sentence": "?!…"},
             {"client_id": "x", "path": "long.mp3", "sentence": SENTENCES[lang][2]},
         ]
         tables["test"].append({"client_id": "y", "path": "missing-test.mp3", "sentence": SENTENCES[lang][0]})

@@ -265,7 +265,7 @@ def execute(plan: Plan, config: RunConfig, store: ResultStore, progress: Progres
     if problems and not keep_going:
         raise inputs_error(problems)
     for planned in pending:  # --keep-going: these cells are failed (kind "user"), the others run
-        label, exc = problems.get(planned.key, (None, None))
+        _, exc = problems.get(planned.key, (None, None))
         if exc is not None:
             c = planned.cell
             store.record_failure(planned.key, model=c.model, dataset=c.dataset, language=c.language, seed=c.seed,

@@ -87,13 +87,15 @@ _FILE_DIGESTS: dict[tuple, str] = {}
 
 
 def file_sha256(path: Path) -> str:
-    """SHA-256 of a file's content ("missing" when absent); memoised per process by path, size and
-    modification time, so a worker replanning many cells reads each file once."""
+    """SHA-256 of a file's content ("missing" when absent), memoised per process so that a worker
+    replanning many cells reads each file once. The memo is keyed by the file's status change
+    time (ctime) as well as its size and dates: any write changes the ctime, and unlike the
+    modification time it cannot be set back."""
     try:
         stat = path.stat()
     except FileNotFoundError:
         return "missing"
-    memo = (str(path.resolve()), stat.st_size, stat.st_mtime_ns, stat.st_ino)
+    memo = (str(path.resolve()), stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino)
     if memo not in _FILE_DIGESTS:
         digest = hashlib.sha256()
         with path.open("rb") as handle:

@@ -220,12 +220,22 @@ def _stored_cells(config: RunConfig):
     """The stored results of the configured matrix (and how many cells it has)."""
     from harness.runner import plan_run
 
-    keys = [c.key for c in plan_run(config, load_registry()).cells]
+    plan = plan_run(config, load_registry())
+    keys = [c.key for c in plan.cells]
+    # results are keyed by their data: where it cannot be read, its cells cannot be told apart
+    unreadable = sorted({f"{c.cell.dataset}:{c.cell.language}" for c in plan.cells
+                         if "unavailable" in (c.identity.get("data") or {})})
     with _existing_store(config) as store:
         cells = store.cells(keys)
     if not cells:
-        raise BenchError("none of the configured cells has a result in the store yet",
-                         "run `bench run` with the same selection first, or choose --preset/--models/--langs")
+        raise BenchError("none of the configured cells has a result in the store yet"
+                         + (f" (the data of {', '.join(unreadable)} cannot be read here, and results are keyed by "
+                            "the data they were computed on)" if unreadable else ""),
+                         "run `bench run` with the same selection first, or choose --preset/--models/--langs"
+                         + ("; or run this where the data is (release or BENCH_COMMON_VOICE set)" if unreadable else ""))
+    if unreadable:
+        print(f"warning: the data of {', '.join(unreadable)} cannot be read here: its results are left out "
+              "(they are keyed by the data they were computed on)", file=sys.stderr)
     return cells, len(keys)
 
 

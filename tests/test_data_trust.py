@@ -125,6 +125,15 @@ def test_a_changed_sentence_or_another_release_computes_new_cells(bench, release
     assert set(_states(bench, env_config).values()) == {"to compute"}
 
 
+def test_report_where_the_data_cannot_be_read_says_so(bench, release, tmp_path):
+    config = _config(tmp_path, release)
+    _store_planned(config)
+    release.rename(release.parent / "elsewhere")
+    code, out, err = bench("report", "--config", str(config))
+    assert code == 2
+    assert "the data of common_voice:de, common_voice:ja cannot be read here" in err and "BENCH_COMMON_VOICE" in err
+
+
 def test_the_identity_names_the_release_and_hashes_the_tsv_content(release, tmp_path):
     request = DatasetRequest("de", 0, {"release": str(release)}, tmp_path)
     first = cv.fingerprint(request)

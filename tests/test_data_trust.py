@@ -331,3 +331,29 @@ def test_equal_medians_are_worded_as_a_tie():
 
     found = _compare("t", "All models", "left", [0.5, 0.4, 0.6], "right", [0.5, 0.3, 0.7], "cer")
     assert "same median CER (0.500)" in found.sentence and "higher" not in found.sentence
+
+
+def test_a_hugging_face_dataset_is_identified_by_its_fingerprints(release, tmp_path):
+    datasets = pytest.importorskip("datasets")
+
+    def save(sentence_of_first_test_row: str) -> Path:
+        parts = {}
+        for split, name in (("train", "train"), ("dev", "validation"), ("test", "test")):
+            rows = cv.ReleaseSource(str(release), "de").rows(split)
+            sentences = [r.sentence for r in rows]
+            if split == "test":
+                sentences[0] = sentence_of_first_test_row
+            parts[name] = datasets.Dataset.from_dict({"client_id": [r.speaker for r in rows],
+                                                      "path": [r.clip for r in rows], "sentence": sentences,
+                                                      "audio": [{"bytes": b"", "path": r.clip} for r in rows]})
+        target = tmp_path / f"hf-{len(list(tmp_path.glob('hf-*')))}"
+        datasets.DatasetDict(parts).save_to_disk(str(target / "de"))
+        return target
+
+    first = cv.fingerprint(DatasetRequest("de", 0, {"hf_dataset": str(save("Ein Tag am Meer."))}, tmp_path))
+    assert first["config"] == "de" and set(first["splits"]) == {"train", "dev", "test"}
+    assert all(s["fingerprint"] for s in first["splits"].values())
+    same = cv.fingerprint(DatasetRequest("de", 0, {"hf_dataset": str(save("Ein Tag am Meer."))}, tmp_path))
+    changed = cv.fingerprint(DatasetRequest("de", 0, {"hf_dataset": str(save("Ein Tag am Berg."))}, tmp_path))
+    assert same["splits"] == first["splits"]
+    assert changed["splits"]["test"] != first["splits"]["test"] and changed["splits"]["dev"] == first["splits"]["dev"]

@@ -232,7 +232,8 @@ def _stored_cells(config: RunConfig):
                          + (f" (the data of {', '.join(unreadable)} cannot be read here, and results are keyed by "
                             "the data they were computed on)" if unreadable else ""),
                          "run `bench run` with the same selection first, or choose --preset/--models/--langs"
-                         + ("; or run this where the data is (release or BENCH_COMMON_VOICE set)" if unreadable else ""))
+                         + ("; or run this where the data is (release or BENCH_COMMON_VOICE set)"
+                            if unreadable else ""))
     if unreadable:
         print(f"warning: the data of {', '.join(unreadable)} cannot be read here: its results are left out "
               "(they are keyed by the data they were computed on)", file=sys.stderr)

@@ -2,8 +2,8 @@
 
 A cell's key is a hash of everything that decides its result: the model (name, plugin
 version, metadata, options), the dataset (name, plugin version, options, and the fingerprint of
-the data it reads), the language, the seed, the training recipe and the version of the loop. Anything else (device, threads,
-precision) is recorded with the result but does not change the key.
+the data it reads), the language, the seed, the training recipe and the version of the loop.
+Anything else (device, threads, precision) is recorded with the result but does not change the key.
 """
 
 from __future__ import annotations

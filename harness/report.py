@@ -75,7 +75,8 @@ def data_frame(cells: Sequence[StoredCell]) -> pd.DataFrame:
         draws = {}  # one per seed: every model of a seed saw the same data
         for m in members:
             draws.setdefault(m.seed, m.record.get("skipped", {}))
-        reasons = sorted({(split, reason) for draw in draws.values() for split, found in draw.items() for reason in found})
+        reasons = sorted({(split, reason) for draw in draws.values()
+                          for split, found in draw.items() for reason in found})
         skipped = []
         for split, reason in reasons:
             counts = [int(draw.get(split, {}).get(reason, 0)) for draw in draws.values()]

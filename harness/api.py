@@ -50,7 +50,8 @@ class DatasetSplits:
     train: Sequence[Utterance]
     dev: Sequence[Utterance]
     test: Sequence[Utterance]
-    #: facts recorded with the result: source, hours, utterances, speakers
+    #: facts recorded with the result (``record["data"]``): source, hours, utterances, speakers;
+    #: ideally also ``rows_sha256``, a digest per split of the rows used (ids and transcripts)
     info: Mapping[str, Any] = field(default_factory=dict)
     #: rows the dataset left out, by split and reason (``{"train": {"missing_clip": 2}}``);
     #: merged with what the training loop skips into the cell's record
@@ -69,6 +70,15 @@ class DatasetSpec:
     #: cheap check that a language can be loaded (files present, source configured), run for
     #: every planned language before any cell is computed; raises BenchError
     check: Callable[[DatasetRequest], None] | None = None
+    #: the identity of the data a language reads, as plain JSON-able data: which release or
+    #: version, and a digest of its content (not of file dates), e.g. ``{"release":
+    #: "cv-corpus-17.0-2024-03-15", "tsv_sha256": {...}}``. It goes into every cell's key (as
+    #: ``identity["data"]``), so changed data computes new cells while the old ones stay stored
+    #: under their own key. Called while planning, once per (dataset, language, options), also
+    #: by every worker replanning its cell: it must be cheap (no audio decoding) and
+    #: deterministic. It gets the request of the run's first seed and must not depend on the
+    #: seed. A BenchError it raises (data missing) is reported by the check before any cell runs.
+    fingerprint: Callable[[DatasetRequest], Mapping[str, Any]] | None = None
 
 
 # --------------------------------------------------------------------------- models

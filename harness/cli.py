@@ -61,7 +61,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
             return 0
         progress = Progress(len(plan.cells) - len(done), enabled=None if not args.no_progress else False)
         try:
-            summary = execute(plan, config, store, progress, registry, retry_failed=args.retry_failed)
+            summary = execute(plan, config, store, progress, registry, retry_failed=args.retry_failed,
+                              keep_going=args.keep_going)
         except KeyboardInterrupt:
             progress.close()
             print("\ninterrupted: every finished cell is stored; run the same command again to continue.",
@@ -255,12 +256,23 @@ def _stored_cells(config: RunConfig):
     cells the matrix has)."""
     from harness.runner import plan_run
 
-    keys = [c.key for c in plan_run(config, process_registry()).cells]
+    plan = plan_run(config, process_registry())
+    keys = [c.key for c in plan.cells]
+    # results are keyed by their data: where it cannot be read, its cells cannot be told apart
+    unreadable = sorted({f"{c.cell.dataset}:{c.cell.language}" for c in plan.cells
+                         if "unavailable" in (c.identity.get("data") or {})})
     with _existing_store(config) as store:
         cells = _scored(config, store, keys)
     if not cells:
-        raise BenchError("none of the configured cells has a result in the store yet",
-                         "run `bench run` with the same selection first, or choose --preset/--models/--langs")
+        raise BenchError("none of the configured cells has a result in the store yet"
+                         + (f" (the data of {', '.join(unreadable)} cannot be read here, and results are keyed by "
+                            "the data they were computed on)" if unreadable else ""),
+                         "run `bench run` with the same selection first, or choose --preset/--models/--langs"
+                         + ("; or run this where the data is (release or BENCH_COMMON_VOICE set)"
+                            if unreadable else ""))
+    if unreadable:
+        print(f"warning: the data of {', '.join(unreadable)} cannot be read here: its results are left out "
+              "(they are keyed by the data they were computed on)", file=sys.stderr)
     return cells, len(keys)
 
 
@@ -329,6 +341,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--no-progress", action="store_true", help="no progress bars (one line per cell)")
     run.add_argument("--executor", help="where cells are computed: local (default), ray, slurm, or a plugin's")
     run.add_argument("--retry-failed", action="store_true", help="compute again the cells that failed before")
+    run.add_argument("--keep-going", action="store_true",
+                     help="when some models or languages cannot be used (missing files), compute the others and "
+                          "record their cells as failed instead of stopping before any cell")
     run.set_defaults(func=_cmd_run)
 
     lst = sub.add_parser("list", help="list models, datasets (with languages) and metrics, and their origin")

@@ -1,10 +1,10 @@
 """The cells of a run (models x datasets x languages x seeds x protocols) and the key of each cell.
 
 A cell's key is a hash of everything that decides its result: the model (name, plugin
-version, metadata, facts, options), the dataset (name, plugin version, options), the language,
-the seed, the protocol (name, version, options), the training recipe and the version of the
-loop. Anything else (device, threads, precision, the metrics scored) is recorded with the
-result but does not change the key.
+version, metadata, facts, options), the dataset (name, plugin version, options, and the
+fingerprint of the data it reads), the language, the seed, the protocol (name, version,
+options), the training recipe and the version of the loop. Anything else (device, threads,
+precision, the metrics scored) is recorded with the result but does not change the key.
 """
 
 from __future__ import annotations
@@ -54,12 +54,17 @@ def cell_identity(
     model_facts: Any = None,
     protocol_version: str = "0",
     protocol_options: Mapping[str, Any] | None = None,
+    data: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Everything that decides the cell's result, as plain data (stored with the result)."""
+    """Everything that decides the cell's result, as plain data (stored with the result).
+
+    ``data`` is the dataset's fingerprint of what it reads (release, content digest); datasets
+    without one leave it out.
+    """
     model = {"version": model_version, "metadata": dict(model_metadata), "options": dict(model_options)}
     if model_facts is not None:
         model["facts"] = dataclasses.asdict(model_facts)
-    return {
+    identity = {
         "cell": dataclasses.asdict(cell),
         "model": model,
         "dataset": {"version": dataset_version, "options": dict(dataset_options)},
@@ -67,6 +72,9 @@ def cell_identity(
         "train": dataclasses.asdict(train),
         "loop_version": LOOP_VERSION,
     }
+    if data is not None:
+        identity["data"] = dict(data)
+    return identity
 
 
 def cell_key(identity: Mapping[str, Any]) -> str:

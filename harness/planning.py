@@ -107,6 +107,17 @@ def resolve_protocols(config: RunConfig, registry: Registry) -> dict[str, tuple[
     return out
 
 
+def data_fingerprint(spec: DatasetSpec, config: RunConfig, language: str, options: Mapping[str, Any]) -> dict | None:
+    """The dataset's fingerprint of a language's data (None without one); data it cannot find
+    gives ``{"unavailable": message}``, reported by the checks before any cell runs."""
+    if spec.fingerprint is None:
+        return None
+    try:
+        return dict(spec.fingerprint(dataset_request(config, spec.name, language, config.seeds[0], options)))
+    except BenchError as exc:
+        return {"unavailable": exc.message}
+
+
 def _check_dataset_options(name: str, options: Mapping[str, Any], spec: DatasetSpec) -> None:
     if spec.options:
         for key in options:
@@ -144,6 +155,7 @@ def plan_run(config: RunConfig, registry: Registry) -> Plan:
                     f"Languages of {dname}: {', '.join(supported)}.",
                     "choose --langs from that list (codes as in Common Voice), or --langs all",
                 )
+            data = data_fingerprint(dataset.spec, config, lang, options)  # once per language, for every seed
             for seed in config.seeds:
                 for mname, (model, model_options) in models.items():
                     for pname, (protocol, protocol_options) in protocols.items():
@@ -159,6 +171,7 @@ def plan_run(config: RunConfig, registry: Registry) -> Plan:
                             model_facts=model.spec.facts,
                             protocol_version=protocol.spec.version,
                             protocol_options=protocol_options,
+                            data=data,
                         )
                         cells.append(PlannedCell(cell, cell_key(identity), identity, model, dataset, model_options,
                                                  options, protocol, protocol_options))

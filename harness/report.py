@@ -62,11 +62,20 @@ def protocols_of(summary: pd.DataFrame) -> list[str]:
     return sorted(set(summary["protocol"]), key=lambda p: (p != DEFAULT_PROTOCOL, p))
 
 
+def _mean(values: Sequence) -> float:
+    values = [v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    return sum(values) / len(values) if values else float("nan")
+
+
 def data_frame(cells: Sequence[StoredCell]) -> pd.DataFrame:
     """Per dataset and language: the language's metadata and what the cells trained and tested on.
 
     Hours, utterances and speakers are means over the cells (seeds may draw different training
-    subsets); skipped rows are summed per reason over the cells' distinct data draws.
+    subsets). Train hours are shown as requested (``train_hours_requested``) and as used — what
+    the loop trained on, after its own skips — and ``train_exhausted`` says in how many seeds'
+    draws the split held less than requested. Skipped rows are counted as in one cell: per seed
+    (a range when seeds differ, as training draws may), so dev and test rows, the same for every
+    seed and model, are counted once.
     """
     groups: dict[tuple[str, str], list[StoredCell]] = {}
     for c in cells:
@@ -76,30 +85,43 @@ def data_frame(cells: Sequence[StoredCell]) -> pd.DataFrame:
         lang = language(code)
         row: dict = {"dataset": dataset, "language": code, "name": lang.name, "family": lang.family,
                      "subgroup": lang.subgroup, "script": lang.script}
-        for key in ("train_hours", "train_utterances", "train_speakers", "test_hours", "test_utterances"):
-            values = [m.record.get("data", {}).get(key) for m in members]
-            values = [v for v in values if isinstance(v, (int, float))]
-            row[key] = sum(values) / len(values) if values else float("nan")
+        data = [m.record.get("data", {}) for m in members]
+        trained = [m.record.get("train", {}) for m in members]
+        row["train_hours_requested"] = _mean([d.get("train_hours_requested") for d in data])
+        for key in ("train_hours", "train_utterances"):  # what the loop trained on, else what the dataset gave
+            row[key] = _mean([t.get(key, d.get(key)) for t, d in zip(trained, data)])
+        seeds = sorted({m.seed for m in members})
+        exhausted = sorted({m.seed for m, d in zip(members, data) if d.get("train_exhausted")})
+        row["train_exhausted"] = f"yes ({len(exhausted)} of {len(seeds)} seeds)" if exhausted else "no"
+        for key in ("train_speakers", "test_hours", "test_utterances"):
+            row[key] = _mean([d.get(key) for d in data])
         draws = {}  # one per seed: every model of a seed saw the same data
         for m in members:
             draws.setdefault(m.seed, m.record.get("skipped", {}))
-        skipped: dict[str, int] = {}
-        for draw in draws.values():
-            for split, reasons in draw.items():
-                for reason, n in reasons.items():
-                    skipped[f"{split}:{reason}"] = skipped.get(f"{split}:{reason}", 0) + n
-        row["skipped"] = ", ".join(f"{k} {v}" for k, v in sorted(skipped.items())) or "none"
+        reasons = sorted({(split, reason) for draw in draws.values()
+                          for split, found in draw.items() for reason in found})
+        skipped = []
+        for split, reason in reasons:
+            counts = [int(draw.get(split, {}).get(reason, 0)) for draw in draws.values()]
+            low, high = min(counts), max(counts)
+            skipped.append(f"{split}:{reason} {low}" if low == high else f"{split}:{reason} {low}–{high}")
+        row["skipped"] = ", ".join(skipped) or "none"
         rows.append(row)
     return pd.DataFrame(rows)
 
 
 def _data_table(frame: pd.DataFrame, fmt: str) -> str:
     shown = frame.copy()
-    for key in ("train_hours", "test_hours"):
-        shown[key] = shown[key].map(lambda v: f"{v:.2f}")
+    for key in ("train_hours_requested", "train_hours", "test_hours"):
+        shown[key] = shown[key].map(lambda v: "-" if v != v else f"{v:.2f}")
     for key in ("train_utterances", "train_speakers", "test_utterances"):
         shown[key] = shown[key].map(lambda v: "-" if v != v else f"{v:.0f}")
     return tabulate(shown.values.tolist(), headers=list(shown.columns), tablefmt=fmt, disable_numparse=True)
+
+
+#: printed under the data table when a training split ran out
+EXHAUSTED_NOTE = ("train_exhausted: the training split held less usable audio than train_hours_requested, so "
+                  "those cells trained on all of it (train_hours)")
 
 
 def _column(dataset: str, lang: str, datasets: set[str]) -> str:
@@ -475,8 +497,12 @@ def write_reports(cells: Sequence[StoredCell], out_dir: Path, metrics: Sequence[
         md += ["## Layer weights (superb)\n", "![layer weights](layer_weights.png)\n"]
     if not data.empty:
         title = "Data: languages and what the cells trained and tested on (mean over cells)"
+        exhausted = (data["train_exhausted"] != "no").any()
         md += [f"## {title}\n", _data_table(data, "github") + "\n"]
-        html_sections.append((title, _data_table(data, "html")))
+        if exhausted:
+            md.append(f"Note: {EXHAUSTED_NOTE}.\n")
+        html_sections.append((title, _data_table(data, "html")
+                              + (f"<p><b>Note:</b> {EXHAUSTED_NOTE}.</p>" if exhausted else "")))
     for group, items in found.items():
         md.append(f"## Statistics ({group}, {metrics[0].upper()} on test)\n")
         md += [f"- {f.sentence}" for f in items]

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from harness.cellwork import CellFailure, CellResult, CellTask
 from harness.config import RunConfig
+from harness.errors import BenchError
 from harness.planning import ALL, Plan, PlannedCell, checkpoint_path, data_request, plan_run, resolve_models
 from harness.plugins import Registry, process_registry
 from harness.prepare import prepare_models
@@ -70,8 +71,52 @@ def _log_line(result: CellResult) -> str:
             + (f"; skipped {skipped}" if skipped else ""))
 
 
+def check_inputs(pending: list[PlannedCell], config: RunConfig) -> dict[str, tuple[str, BenchError]]:
+    """Run every model's and every language's check once: by cell key, what cannot be used
+    (the model's name or ``dataset:language``) and why."""
+    problems: dict[tuple, tuple[str, BenchError] | None] = {}
+    by_key: dict[str, tuple[str, BenchError]] = {}
+    for planned in pending:
+        cell = planned.cell
+        model_key = ("model", cell.model)
+        if model_key not in problems:
+            problems[model_key] = None
+            if planned.model.spec.check is not None:
+                try:
+                    planned.model.spec.check()
+                except BenchError as exc:
+                    problems[model_key] = (cell.model, exc)
+        data_key = ("data", cell.dataset, cell.language, repr(sorted(planned.dataset_options.items())))
+        if data_key not in problems:
+            problems[data_key] = None
+            if planned.dataset.spec.check is not None:
+                try:
+                    planned.dataset.spec.check(data_request(config, cell, planned.dataset_options))
+                except BenchError as exc:
+                    problems[data_key] = (f"{cell.dataset}:{cell.language}", exc)
+        problem = problems[model_key] or problems[data_key]
+        if problem is not None:
+            by_key[planned.key] = problem
+    return by_key
+
+
+def inputs_error(problems: dict[str, tuple[str, BenchError]]) -> BenchError:
+    """One error naming every model and language that cannot be used, each with its problem, and every fix."""
+    messages: dict[str, str] = {}
+    hints: list[str] = []
+    for label, exc in problems.values():
+        messages.setdefault(label, exc.message)
+        if exc.hint and exc.hint not in hints:
+            hints.append(exc.hint)
+    return BenchError(
+        f"{len(messages)} planned input(s) cannot be used ({', '.join(messages)}): "
+        + "; ".join(f"{label}: {message}" for label, message in messages.items()),
+        "; ".join(hints + ["or run with --keep-going to compute the rest and record these cells as failed"]),
+    )
+
+
 def execute(plan: Plan, config: RunConfig, store: ResultStore, progress: Progress | None = None,
-            registry: Registry | None = None, retry_failed: bool = False) -> RunSummary:
+            registry: Registry | None = None, retry_failed: bool = False, keep_going: bool = False) -> RunSummary:
     start = time.perf_counter()
     keys = [c.key for c in plan.cells]
     done = store.done_keys(keys)
@@ -81,16 +126,21 @@ def execute(plan: Plan, config: RunConfig, store: ResultStore, progress: Progres
     if progress:
         progress.log(f"{len(plan.cells)} cells planned, {len(done)} already in {store.path}, {len(pending)} to compute"
                      + (f", {skipped_failed} failed before (not retried; use --retry-failed)" if skipped_failed else ""))
-    checked: set = set()
-    for planned in pending:  # fail on a missing checkpoint or data before computing anything
-        cell = planned.cell
-        if cell.model not in checked and planned.model.spec.check is not None:
-            planned.model.spec.check()
-        checked.add(cell.model)
-        data_key = (cell.dataset, cell.language, repr(sorted(planned.dataset_options.items())))
-        if data_key not in checked and planned.dataset.spec.check is not None:
-            planned.dataset.spec.check(data_request(config, cell, planned.dataset_options))
-        checked.add(data_key)
+    # a missing checkpoint or data: every problem is found before computing anything
+    problems = check_inputs(pending, config)
+    unusable: list[CellFailure] = []
+    if problems and not keep_going:
+        raise inputs_error(problems)
+    for planned in pending:  # --keep-going: these cells are failed (kind "user"), the others run
+        _, exc = problems.get(planned.key, (None, None))
+        if exc is not None:
+            c = planned.cell
+            store.record_failure(planned.key, model=c.model, dataset=c.dataset, language=c.language, seed=c.seed,
+                                 kind="user", message=exc.message, detail=exc.hint or "")
+            unusable.append(CellFailure(planned.key, c, "user", exc.message, exc.hint or ""))
+            if progress:
+                progress.log(f"FAILED {c.label()}: {exc.message}")
+    pending = [p for p in pending if p.key not in problems]
 
     registry = registry or process_registry()
     # models made here (pre-trained, say) are made once, in this process, before any cell
@@ -100,7 +150,7 @@ def execute(plan: Plan, config: RunConfig, store: ResultStore, progress: Progres
     heartbeat = _Heartbeat(store)
     heartbeat.start()
     counts = {"computed": 0, "others": 0}
-    failures: list[CellFailure] = []
+    failures: list[CellFailure] = list(unusable)
 
     def tasks():
         for planned in pending:
@@ -114,9 +164,17 @@ def execute(plan: Plan, config: RunConfig, store: ResultStore, progress: Progres
     def on_result(result: CellResult | CellFailure) -> None:
         c = result.cell
         if isinstance(result, CellResult):
-            store.put(result.key, model=c.model, dataset=c.dataset, language=c.language, seed=c.seed,
-                      metrics=result.metrics, record=result.record, hypotheses=result.hypotheses,
-                      duration_s=result.duration_s)
+            try:  # one transaction: stored whole or not at all
+                store.put(result.key, model=c.model, dataset=c.dataset, language=c.language, seed=c.seed,
+                          metrics=result.metrics, record=result.record, hypotheses=result.hypotheses,
+                          duration_s=result.duration_s)
+            except Exception as exc:  # a store problem fails this cell, never the matrix
+                import traceback
+
+                result = CellFailure(result.key, c, "error",
+                                     f"storing the result in {store.path} failed: {type(exc).__name__}: {exc}",
+                                     traceback.format_exc())
+        if isinstance(result, CellResult):
             checkpoint_path(config, result.key).unlink(missing_ok=True)
             counts["computed"] += 1
             line = _log_line(result)

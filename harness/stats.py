@@ -107,6 +107,10 @@ def _compare(topic: str, what: str, left_name: str, left, right_name: str, right
                               f"({left_name}: {len(left)}, {right_name}: {len(right)}).", tested=False)
     u, p = _mann_whitney(left, right)
     ml, mr = float(pd.Series(left).median()), float(pd.Series(right).median())
+    if ml == mr:  # a tie in medians is no direction
+        differ = "their distributions differ significantly" if p < ALPHA else "no significant difference"
+        return Finding(topic, f"{what}: {left_name} and {right_name} have the same median {metric.upper()} "
+                              f"({ml:.3f}); {differ} (Mann-Whitney U = {u:.1f}, {_fmt_p(p)}).", p)
     verdict = "lower" if ml < mr else "higher"
     significance = "significantly " if p < ALPHA else "not significantly "
     return Finding(topic, f"{what}: {left_name} {significance}{verdict} {metric.upper()} than {right_name} "

@@ -70,7 +70,12 @@ def prepare_audio(audio: np.ndarray, normalise: bool) -> torch.Tensor:
 def _prepare(utterances: Sequence[Utterance], lang: str, max_seconds: float | None) -> _Split:
     """Keep the usable utterances (audio stays raw NumPy until :func:`_to_tensors`)."""
     split = _Split([], [], [], [], Counter())
+    seen: set[str] = set()
     for utt in utterances:
+        if utt.id in seen:  # listed twice: trained on or scored once (the store keys hypotheses by id)
+            split.skipped["duplicate"] += 1
+            continue
+        seen.add(utt.id)
         if not _usable_audio(utt):
             split.skipped["bad_audio"] += 1
             continue

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from harness.api import DatasetRequest, ModelRequest
-from harness.cellwork import model_cache_dir
+from harness.planning import model_cache_dir
 from harness.config import load_config
 from harness.errors import BenchError
 from harness.plugins import load_registry

@@ -7,8 +7,13 @@ test as released (optionally capped, the same for every seed). Only the clips us
 decoded (libsndfile reads MP3; soxr resamples to 16 kHz), once: the decoded audio is cached.
 
 Rows that cannot be used are skipped and counted, by reason, in the cell's record: a missing
-clip, undecodable audio, an empty sentence (after normalisation) or a clip longer than
-``max_clip_seconds``. A skipped training row is replaced by the next one in the draw.
+clip, undecodable audio, an empty sentence (after normalisation), a clip longer than
+``max_clip_seconds`` or a row repeating a clip already met in the split (``duplicate``). A
+skipped training row is replaced by the next one in the draw.
+
+The data's identity (:func:`fingerprint`: the release's name, the language and a SHA-256 of the
+content of the tsv files used, or a Hugging Face dataset's fingerprints) is part of every cell's
+key, and each cell's record holds a digest of the rows it used (``data["rows_sha256"]``).
 """
 
 from __future__ import annotations
@@ -30,11 +35,13 @@ from harness.hookspecs import hookimpl
 from harness.languages import STUDY_LANGUAGES
 from harness.text import normalize
 from harness.utterance_cache import load_or_none, save_utterances
+from plugins.datasets import rows_digest
 
 from .audio import ClipSkipped, decode
 from .sources import HFSource, ReleaseSource, Row, Source
 
-VERSION = "1"
+#: 2: duplicate rows (the same clip twice in a split) are dropped and counted
+VERSION = "2"
 
 DEFAULTS: dict[str, Any] = {
     #: unpacked release directory (cv-corpus-<version>); else $BENCH_COMMON_VOICE
@@ -90,18 +97,32 @@ def _source(lang: str, options: dict[str, Any]) -> Source:
 
 
 # --------------------------------------------------------------------------- drawing rows
-def _train_rows(source: Source, split: str) -> tuple[list[Row], list[int]]:
-    """Rows training may draw from, and their indices in ``split``."""
+def _splits_used(options: dict[str, Any]) -> tuple[str, ...]:
+    return ("train", "dev", "test") + (("validated",) if options["train_split"] == "validated" else ())
+
+
+def _train_rows(source: Source, split: str) -> tuple[list[Row], list[int], Counter]:
+    """Rows training may draw from, their indices in ``split``, and why the others were excluded
+    (``validated``: a row whose clip, speaker or sentence is in dev or test, by the first that applies)."""
     rows = source.rows(split)
+    excluded: Counter = Counter()
     if split == "train":
-        return rows, list(range(len(rows)))
+        return rows, list(range(len(rows))), excluded
     held_out = source.rows("dev") + source.rows("test")  # "validated" also holds dev and test
     clips = {r.clip for r in held_out}
     speakers = {r.speaker for r in held_out if r.speaker}
     sentences = {r.sentence.strip() for r in held_out}
-    keep = [i for i, r in enumerate(rows)
-            if r.clip not in clips and r.speaker not in speakers and r.sentence.strip() not in sentences]
-    return rows, keep
+    keep = []
+    for i, r in enumerate(rows):
+        if r.clip in clips:
+            excluded["clip_in_dev_or_test"] += 1
+        elif r.speaker in speakers:
+            excluded["speaker_in_dev_or_test"] += 1
+        elif r.sentence.strip() in sentences:
+            excluded["sentence_in_dev_or_test"] += 1
+        else:
+            keep.append(i)
+    return rows, keep, excluded
 
 
 def _draw(source: Source, split: str, indices: Sequence[int], lang: str, target_seconds: float | None,
@@ -129,12 +150,21 @@ def _draw(source: Source, split: str, indices: Sequence[int], lang: str, target_
     bar = tqdm(total=target_seconds / 3600 if target_seconds else len(indices), desc=label, leave=False,
                unit="h" if target_seconds else "clip", disable=None, file=sys.stderr,
                bar_format="{desc}: {percentage:3.0f}%|{bar}| {n:.2f}/{total:.2f} {unit}" if target_seconds else None)
+    seen: set[str] = set()  # clips met so far in the draw: a later row of the same clip is a duplicate
     with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool, bar:
         for start in range(0, len(indices), chunk):
             part = indices[start:start + chunk]
-            texts = {i: normalize(rows[i].sentence, lang) for i in part}
-            futures = {i: pool.submit(work, i) for i in part if texts[i].strip()}
+            duplicates = set()
             for i in part:
+                if rows[i].clip in seen:
+                    duplicates.add(i)
+                seen.add(rows[i].clip)
+            texts = {i: normalize(rows[i].sentence, lang) for i in part}
+            futures = {i: pool.submit(work, i) for i in part if texts[i].strip() and i not in duplicates}
+            for i in part:
+                if i in duplicates:
+                    skipped["duplicate"] += 1
+                    continue
                 if i not in futures:
                     skipped["empty_sentence"] += 1
                     continue
@@ -168,7 +198,8 @@ def _cached_draw(request: DatasetRequest, source: Source, options: dict[str, Any
     else:
         split = which
         params = {"split": split, "hours": options[f"{which}_hours"]}
-    params.update(v=VERSION, lang=lang, source=source.fingerprint, max_seconds=options["max_clip_seconds"])
+    params.update(v=VERSION, lang=lang, source=source.fingerprint, max_seconds=options["max_clip_seconds"],
+                  data=source.identity(_splits_used(options)))  # the tsv files' content, not only their dates
     digest = hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:16]
     path = request.cache_dir / source.fingerprint / f"{lang}-{which}-{digest}.npz"
     cached = load_or_none(path, "common_voice")
@@ -176,7 +207,7 @@ def _cached_draw(request: DatasetRequest, source: Source, options: dict[str, Any
         return cached[0][which], cached[1]
 
     if which == "train":
-        rows, candidates = _train_rows(source, split)
+        rows, candidates, excluded = _train_rows(source, split)
         order = np.random.default_rng([request.seed, 0xC0FFEE]).permutation(len(candidates))
         indices = [candidates[j] for j in order]
         target = options["train_hours"] * 3600
@@ -186,7 +217,9 @@ def _cached_draw(request: DatasetRequest, source: Source, options: dict[str, Any
         target = options[f"{which}_hours"] * 3600 or None
     utts, skipped, exhausted = _draw(source, split, indices, lang, target, options["max_clip_seconds"], workers,
                                      f"decode {lang} {which}")
-    extra = {"skipped": dict(skipped), "exhausted": exhausted, "rows": len(indices)}
+    extra = {"skipped": dict(skipped), "exhausted": exhausted, "rows": len(indices), "split_rows": len(rows)}
+    if which == "train" and split == "validated":
+        extra["excluded"] = dict(excluded)
     save_utterances(path, {which: utts}, extra)
     return utts, extra
 
@@ -200,6 +233,17 @@ def check(request: DatasetRequest) -> None:
     if request.language not in STUDY_LANGUAGES:
         raise BenchError(f"dataset 'common_voice' has no language {request.language!r}")
     _source(request.language, _options(dict(request.options)))
+
+
+def fingerprint(request: DatasetRequest) -> dict[str, Any]:
+    """The identity of the data a cell of this language reads (cheap: no audio is touched).
+
+    A release: its directory name (``cv-corpus-17.0-2024-03-15``), the language and a SHA-256 of
+    the content of the tsv files used (train, dev, test; validated with ``train_split =
+    "validated"``). A Hugging Face dataset: its name, configuration and each split's fingerprint.
+    """
+    options = _options(dict(request.options))
+    return _source(request.language, options).identity(_splits_used(options))
 
 
 def load(request: DatasetRequest) -> DatasetSplits:
@@ -218,11 +262,23 @@ def load(request: DatasetRequest) -> DatasetSplits:
         info[f"{which}_hours"] = sum(u.seconds for u in utts) / 3600
         info[f"{which}_utterances"] = len(utts)
         info[f"{which}_speakers"] = len({u.speaker for u in utts if u.speaker})
+        info.setdefault("rows_sha256", {})[which] = rows_digest(utts)
+        if extra.get("excluded"):
+            info["train_excluded"] = dict(extra["excluded"])
         if which == "train" and extra.get("exhausted"):
             info["train_exhausted"] = True
             print(f"warning: common_voice {lang}: the {options['train_split']} split has only "
                   f"{info['train_hours']:.2f} h of usable audio, less than train_hours = {options['train_hours']}",
                   file=sys.stderr)
+        if not utts and which == "train" and extra.get("excluded") and not extra.get("rows"):
+            reasons = ", ".join(f"{n} {reason.replace('_', ' ')}" for reason, n in sorted(extra["excluded"].items()))
+            raise BenchError(
+                f"common_voice {lang}: no training rows left in validated.tsv of {source.description}: all "
+                f"{extra.get('split_rows')} rows are excluded because their clip, speaker or sentence is in dev or "
+                f"test ({reasons})",
+                "use train_split = \"train\", or a release whose validated.tsv has speakers and sentences beyond "
+                "dev and test",
+            )
         if not utts:
             raise BenchError(
                 f"common_voice {lang}: no usable {which} utterances in {source.description} "
@@ -244,5 +300,6 @@ def bench_register_datasets(register) -> None:
                         "(a seeded train subset of train_hours, dev/test as released)",
             options=tuple(DEFAULTS),
             check=check,
+            fingerprint=fingerprint,
         )
     )

@@ -43,6 +43,8 @@ class Source(Protocol):
 
     def audio(self, split: str, index: int) -> str | bytes: ...
 
+    def identity(self, splits: tuple[str, ...]) -> dict[str, Any]: ...
+
 
 # --------------------------------------------------------------------------- official release
 def find_release(configured: str) -> Path:
@@ -57,6 +59,11 @@ def find_release(configured: str) -> Path:
     return root
 
 
+def _languages_in(release: Path) -> list[str]:
+    """Language directories of a release that hold a train.tsv."""
+    return sorted(p.name for p in release.iterdir() if (p / "train.tsv").is_file()) if release.is_dir() else []
+
+
 def _release_root(root: Path, lang: str) -> Path:
     """``root`` itself, or the one ``cv-corpus-*`` directory inside it (a parent was given)."""
     if (root / lang).is_dir():
@@ -67,11 +74,35 @@ def _release_root(root: Path, lang: str) -> Path:
     if len(inner) > 1:
         raise BenchError(f"{root} holds several Common Voice releases ({', '.join(p.name for p in inner)})",
                          "point release at the one to use")
-    present = sorted(p.name for p in root.iterdir() if (p / "train.tsv").is_file()) if root.is_dir() else []
+    release = inner[0] if len(inner) == 1 and not _languages_in(root) else root  # a parent: name the release in it
+    present = _languages_in(release)
     raise BenchError(
-        f"the Common Voice release at {root} has no language {lang!r} (no {root / lang / 'train.tsv'})",
-        (f"languages in it: {', '.join(present)}; " if present else "") + FETCH_HINT,
+        f"the Common Voice release {release} has no language {lang!r} (no {release / lang / 'train.tsv'})",
+        (f"languages in it: {', '.join(present)}; " if present else "it holds no language directory; ")
+        + "choose --langs among them, or " + FETCH_HINT,
     )
+
+
+_FILE_DIGESTS: dict[tuple, str] = {}
+
+
+def file_sha256(path: Path) -> str:
+    """SHA-256 of a file's content ("missing" when absent), memoised per process so that a worker
+    replanning many cells reads each file once. The memo is keyed by the file's status change
+    time (ctime) as well as its size and dates: any write changes the ctime, and unlike the
+    modification time it cannot be set back."""
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
+        return "missing"
+    memo = (str(path.resolve()), stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino)
+    if memo not in _FILE_DIGESTS:
+        digest = hashlib.sha256()
+        with path.open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+        _FILE_DIGESTS[memo] = digest.hexdigest()
+    return _FILE_DIGESTS[memo]
 
 
 def _read_tsv(path: Path) -> list[dict[str, str]]:
@@ -104,6 +135,12 @@ class ReleaseSource:
                 digest.update(f"{name}:{stat.st_size}:{stat.st_mtime_ns}".encode())
         self.fingerprint = digest.hexdigest()[:16]
         self._rows: dict[str, list[Row]] = {}
+
+    def identity(self, splits: tuple[str, ...]) -> dict[str, Any]:
+        """What the data is, independent of where it lies: the release's name, the language and a
+        SHA-256 of the content of the tsv files of ``splits`` (not of their dates)."""
+        return {"release": self.root.name, "language": self.dir.name,
+                "tsv_sha256": {RELEASE_FILES[s]: file_sha256(self.dir / RELEASE_FILES[s]) for s in splits}}
 
     def rows(self, split: str) -> list[Row]:
         if split not in self._rows:
@@ -150,7 +187,7 @@ class HFSource:
     def __init__(self, name: str, config: str) -> None:
         import datasets
 
-        self.name = name
+        self.name, self.config = name, config
         loaded = _load_hf(name, config)
         if isinstance(loaded, datasets.Dataset):
             loaded = datasets.DatasetDict({"train": loaded})
@@ -181,6 +218,12 @@ class HFSource:
             + name.encode() + config.encode()
         ).hexdigest()[:16]
         self._rows: dict[str, list[Row]] = {}
+
+    def identity(self, splits: tuple[str, ...]) -> dict[str, Any]:
+        """The dataset's name, configuration and, per split used, its ``datasets`` fingerprint and size."""
+        return {"hf_dataset": self.name, "config": self.config,
+                "splits": {s: {"fingerprint": getattr(self.splits[s], "_fingerprint", ""), "rows": len(self.splits[s])}
+                           for s in splits if s in self.splits}}
 
     def rows(self, split: str) -> list[Row]:
         if split not in self._rows:

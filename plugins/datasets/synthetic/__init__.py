@@ -19,6 +19,7 @@ from harness.api import DatasetRequest, DatasetSpec, DatasetSplits, Utterance
 from harness.errors import BenchError
 from harness.hookspecs import hookimpl
 from harness.utterance_cache import load_or_none, save_utterances
+from plugins.datasets import rows_digest
 
 from . import generate
 from .generate import SPLITS
@@ -71,6 +72,22 @@ def _cache_file(cache_dir: Path, code: str, options: dict[str, Any]) -> Path:
     digest = hashlib.sha256(json.dumps({"v": VERSION, "lang": code, **options}, sort_keys=True).encode())
     return cache_dir / f"{code}-{digest.hexdigest()[:16]}.npz"
 
+def _version(distribution: str) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(distribution)
+    except PackageNotFoundError:
+        return "not installed"
+
+
+def fingerprint(request: DatasetRequest) -> dict[str, Any]:
+    """What decides the speech: the generator's version, the options with the defaults filled in,
+    and the versions of the voices (espeakng-loader) and word lists (wordfreq)."""
+    return {"generator": VERSION, "options": _options(dict(request.options)),
+            "espeakng-loader": _version("espeakng-loader"), "wordfreq": _version("wordfreq")}
+
+
 def load(request: DatasetRequest) -> DatasetSplits:
     code = request.language
     if code not in LANGUAGES:
@@ -89,6 +106,7 @@ def load(request: DatasetRequest) -> DatasetSplits:
         **{f"{s}_hours": sum(u.seconds for u in splits[s]) / 3600 for s in SPLITS},
         **{f"{s}_utterances": len(splits[s]) for s in SPLITS},
         "speakers": len({u.speaker for s in SPLITS for u in splits[s]}),
+        "rows_sha256": {s: rows_digest(splits[s]) for s in SPLITS},
     }
     return DatasetSplits(splits["train"], splits["dev"], splits["test"], info)
 
@@ -102,5 +120,6 @@ def bench_register_datasets(register) -> None:
             version=VERSION,
             description="speech synthesised offline (eSpeak NG voices, wordfreq sentences)",
             options=tuple(DEFAULTS),
+            fingerprint=fingerprint,
         )
     )

@@ -46,7 +46,7 @@ def test_matrix_report_and_resume(bench, small_config):
     rows = [r for r in payload["summary"] if r["metric"] == "cer" and r["split"] == "test"]
     assert len(rows) == 4 and all(r["n"] == 1 for r in rows)
     csv = (reports / "matrix.csv").read_text().splitlines()
-    assert csv[0] == "model,dataset,language,split,metric,mean,sd,n" and len(csv) == 1 + 4 * 2 * 2
+    assert csv[0] == "protocol,model,dataset,language,split,metric,mean,sd,n,blank" and len(csv) == 1 + 4 * 2 * 2
     md = (reports / "matrix.md").read_text()
     assert "| tiny-hubert" in md and "CER (test)" in md
 

@@ -96,7 +96,7 @@ class Interval:
         return f"[{self.low:.{digits}f}, {self.high:.{digits}f}]"
 
 
-class TestSet:
+class EditCounts:
     """The edit counts of one cell's test rows, with the resample draws of its test set."""
 
     def __init__(self, rows: Rows, resamples: int = RESAMPLES) -> None:
@@ -116,30 +116,37 @@ class TestSet:
         return resampled_rates(self.edits, self.lengths, indices)
 
 
-def cer_interval(rows: Rows, resamples: int = RESAMPLES, level: float = LEVEL) -> Interval | None:
-    """The bootstrap interval of one cell's corpus-level CER; None without rows."""
-    if not rows:
-        return None
-    test = TestSet(rows, resamples)
-    rates = test.rates(resample_indices(len(test.ids), test.seed, resamples))
-    return Interval(test.estimate(), *percentile_interval(rates, level), len(test.ids), resamples, level)
+def interval_of(test: EditCounts, level: float = LEVEL) -> Interval:
+    """The bootstrap interval of one cell's corpus-level CER."""
+    rates = test.rates(resample_indices(len(test.ids), test.seed, test.resamples))
+    return Interval(test.estimate(), *percentile_interval(rates, level), len(test.ids), test.resamples, level)
 
 
-def mean_interval(row_sets: Sequence[Rows], resamples: int = RESAMPLES, level: float = LEVEL) -> Interval | None:
+def mean_interval_of(tests: Sequence[EditCounts], level: float = LEVEL) -> Interval | None:
     """The bootstrap interval of the mean CER over seeds: each resample draws the test utterances
     once (seeds tested on the same utterances are resampled with the same draws; others with their
     own) and averages the seeds' corpus-level CERs."""
-    tests = [TestSet(rows, resamples) for rows in row_sets if rows]
     if not tests:
         return None
-    draws: dict[tuple[int, int], np.ndarray] = {}
+    draws: dict[tuple[int, int, int], np.ndarray] = {}
     per_seed = []
     for t in tests:
-        key = (t.seed, len(t.ids))
+        key = (t.seed, len(t.ids), t.resamples)
         if key not in draws:
-            draws[key] = resample_indices(len(t.ids), t.seed, resamples)
+            draws[key] = resample_indices(len(t.ids), t.seed, t.resamples)
         per_seed.append(t.rates(draws[key]))
     rates = np.mean(per_seed, axis=0)
     estimate = float(np.mean([t.estimate() for t in tests]))
-    return Interval(estimate, *percentile_interval(rates, level), sum(len(t.ids) for t in tests) // len(tests),
-                    resamples, level)
+    return Interval(estimate, *percentile_interval(rates, level), round(np.mean([len(t.ids) for t in tests])),
+                    tests[0].resamples, level)
+
+
+def cer_interval(rows: Rows, resamples: int = RESAMPLES, level: float = LEVEL) -> Interval | None:
+    """The bootstrap interval of the corpus-level CER of one cell's rows; None without rows."""
+    return interval_of(EditCounts(rows, resamples), level) if rows else None
+
+
+def mean_interval(row_sets: Sequence[Rows], resamples: int = RESAMPLES, level: float = LEVEL) -> Interval | None:
+    """The bootstrap interval of the mean CER over seeds of several cells' rows (see
+    :func:`mean_interval_of`)."""
+    return mean_interval_of([EditCounts(rows, resamples) for rows in row_sets if rows], level)

@@ -20,6 +20,7 @@ import pandas as pd
 from tabulate import tabulate
 
 from harness import __version__
+from harness.bootstrap import Interval
 from harness.languages import language
 from harness.matrix import DEFAULT_PROTOCOL
 from harness.scoring import BLANK_SHARE, is_blank
@@ -371,7 +372,7 @@ def layer_weights_figure(cells: Sequence[StoredCell], path: Path) -> Path | None
     return path
 
 
-def interval_rows(m: Matrix, intervals: Mapping[tuple[str, str, str, str], "Interval"],
+def interval_rows(m: Matrix, intervals: Mapping[tuple[str, str, str, str], Interval],
                   datasets: Sequence[str]) -> list[list[str]]:
     """Rows of a matrix with each model-language's bootstrap interval beside its mean ± sd."""
     keyed = {}
@@ -427,8 +428,7 @@ def write_reports(cells: Sequence[StoredCell], out_dir: Path, metrics: Sequence[
     cost = facts_.cost_rows(cells)
     per_model_cost, total_cost = facts_.cost_summary(cost)
     shown = facts_.samples(cells, hypotheses)
-    cell_ci = facts_.cell_intervals(cells, hypotheses)
-    group_ci = facts_.group_intervals(cells, hypotheses)
+    cell_ci, group_ci = facts_.intervals(cells, hypotheses)
     sd_of = {(r.protocol, r.model, r.dataset, r.language): (r.mean, r.sd, int(r.n))
              for r in summary.itertuples(index=False) if r.metric == "cer" and r.split == "test"}
     paths = {"csv": out_dir / "matrix.csv", "json": out_dir / "matrix.json", "md": out_dir / "matrix.md",

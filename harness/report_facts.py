@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from harness import __version__
-from harness.bootstrap import Interval, cer_interval, mean_interval
+from harness.bootstrap import Interval, EditCounts, interval_of, mean_interval_of
 from harness.languages import language
 from harness.matrix import DEFAULT_PROTOCOL
 from harness.store import StoredCell
@@ -386,27 +386,17 @@ def loss_figure(cells: Sequence[StoredCell], path: Path) -> Path | None:
 
 
 # ---------------------------------------------------------------------------- intervals
-def cell_intervals(cells: Sequence[StoredCell], hypotheses: Mapping[str, Rows]) -> dict[str, Interval]:
-    """key -> the bootstrap interval of the cell's test CER (cells with stored test rows)."""
-    out = {}
-    for c in cells:
-        interval = cer_interval(hypotheses.get(c.key) or [])
-        if interval is not None:
-            out[c.key] = interval
-    return out
-
-
-def group_intervals(cells: Sequence[StoredCell], hypotheses: Mapping[str, Rows]) -> dict[tuple[str, str, str, str],
-                                                                                          Interval]:
-    """(protocol, model, dataset, language) -> the bootstrap interval of the mean test CER over seeds."""
-    groups: dict[tuple[str, str, str, str], list[Rows]] = {}
-    for c in cells:
-        rows = hypotheses.get(c.key)
-        if rows:
-            groups.setdefault((c.protocol, c.model, c.dataset, c.language), []).append(rows)
-    out = {}
-    for key, row_sets in groups.items():
-        interval = mean_interval(row_sets)
-        if interval is not None:
-            out[key] = interval
-    return out
+def intervals(cells: Sequence[StoredCell], hypotheses: Mapping[str, Rows]) -> tuple[
+        dict[str, Interval], dict[tuple[str, str, str, str], Interval]]:
+    """The bootstrap intervals of test CER: key -> the cell's, and (protocol, model, dataset,
+    language) -> the mean over seeds'; cells without stored test rows have none. Edit counts are
+    computed once per cell."""
+    tests = {c.key: EditCounts(hypotheses[c.key]) for c in cells if hypotheses.get(c.key)}
+    per_cell = {key: interval_of(test) for key, test in tests.items()}
+    groups: dict[tuple[str, str, str, str], list[EditCounts]] = {}
+    for c in sorted(cells, key=lambda c: c.seed):
+        if c.key in tests:
+            groups.setdefault((c.protocol, c.model, c.dataset, c.language), []).append(tests[c.key])
+    per_group = {key: interval for key, members in groups.items()
+                 if (interval := mean_interval_of(members)) is not None}
+    return per_cell, per_group

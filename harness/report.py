@@ -4,6 +4,10 @@ Every "best" and every ranking honours the metric's direction (``lower_is_better
 whose test hypotheses are (almost) all empty — a model still on the CTC blank plateau — is
 flagged wherever it appears and never ranked above a model that transcribes something. With
 several protocols, each gets its own matrices, rankings and statistics.
+
+What the report says besides the matrix — what ran, what it cost, sample transcripts, loss
+curves, bootstrap intervals — is computed in :mod:`harness.report_facts` (intervals in
+:mod:`harness.bootstrap`) and rendered by :mod:`harness.report_page`.
 """
 
 from __future__ import annotations
@@ -300,7 +304,7 @@ def heatmap(m: Matrix, path: Path) -> Path:
     import numpy as np
 
     data = np.array([[m.values.get((model, c), (np.nan,))[0] for c in m.columns] for model in m.models])
-    fig, ax = plt.subplots(figsize=(1.2 + 0.8 * len(m.columns), 1.0 + 0.45 * len(m.models)), dpi=110)
+    fig, ax = plt.subplots(figsize=(max(4.5, 2.4 + 0.8 * len(m.columns)), 1.2 + 0.45 * len(m.models)), dpi=110)
     cmap = "viridis_r" if m.lower_is_better else "viridis"  # the better, the brighter
     image = ax.imshow(data, cmap=cmap, aspect="auto", vmin=0.0, vmax=max(1.0, float(np.nanmax(data))))
     ax.set_xticks(range(len(m.columns)), m.columns, rotation=45, ha="right")
@@ -314,8 +318,7 @@ def heatmap(m: Matrix, path: Path) -> Path:
     fig.colorbar(image, ax=ax, label=m.metric.upper())
     where = f", {m.protocol}" if m.protocol != DEFAULT_PROTOCOL else ""
     ax.set_title(f"{m.metric.upper()} on {m.split}{where} (mean over seeds; {m.direction()})", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path)
+    fig.savefig(path, bbox_inches="tight")  # a title wider than one column's figure is not cut
     plt.close(fig)
     return path
 

@@ -41,14 +41,14 @@ def _text(value: Any) -> str:
     return "-" if value is None else str(value)
 
 
-def distinct(values: Sequence[Any], unit: str = "cells") -> str:
+def distinct(values: Sequence[Any]) -> str:
     """One value as itself; several as "N values: a (k cells); b (m cells)"."""
     counts = Counter(_text(v) for v in values)
     if not counts:
         return "-"
     if len(counts) == 1:
         return next(iter(counts))
-    return f"{len(counts)} values: " + "; ".join(f"{v} ({n} {unit})" for v, n in sorted(counts.items()))
+    return f"{len(counts)} values: " + "; ".join(f"{v} ({n} cell{'s' * (n != 1)})" for v, n in sorted(counts.items()))
 
 
 def _per_key(dicts: Sequence[Mapping[str, Any]]) -> str:

@@ -34,6 +34,7 @@ table.facts th{width:11em}
 table.facts td{word-break:break-word;font-size:.95em}
 table.samples td{text-align:left;white-space:normal;font-family:ui-monospace,Menlo,Consolas,monospace;
   font-size:.9em}
+table.samples th{text-align:left}
 table.samples td:first-child{font-family:system-ui,sans-serif;white-space:nowrap}
 del{background:#fcd6d6;color:#8a1010}
 ins{background:#d4f2d4;color:#0b5a0b;text-decoration:none}

@@ -119,7 +119,7 @@ def test_differences_are_marked():
 
 def test_values_that_differ_are_shown_with_their_counts():
     assert distinct(["2.1", "2.1"]) == "2.1"
-    assert distinct(["2.1", "2.2", "2.1"]) == "2 values: 2.1 (2 cells); 2.2 (1 cells)"
+    assert distinct(["2.1", "2.2", "2.1"]) == "2 values: 2.1 (2 cells); 2.2 (1 cell)"
 
 
 # ---------------------------------------------------------------------------- a whole report

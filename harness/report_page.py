@@ -35,6 +35,7 @@ table.facts td{word-break:break-word;font-size:.95em}
 table.samples td{text-align:left;white-space:normal;font-family:ui-monospace,Menlo,Consolas,monospace;
   font-size:.9em}
 table.samples th{text-align:left}
+.ref{font-weight:600}
 table.samples td:first-child{font-family:system-ui,sans-serif;white-space:nowrap}
 del{background:#fcd6d6;color:#8a1010}
 ins{background:#d4f2d4;color:#0b5a0b;text-decoration:none}
@@ -95,7 +96,8 @@ def samples_html(samples: Sequence[Mapping[str, Any]]) -> str:
         parts.append(f"<h3>{escape(title)}</h3>")
         rows = []
         for utt in group["utterances"]:
-            rows.append([f"<span title='{escape(utt['id'])}'>reference</span>", escape(utt["reference"])])
+            rows.append([f"<span class='ref' title='{escape(utt['id'])}'>reference</span>",
+                         f"<span class='ref'>{escape(utt['reference'])}</span>"])
             for model, hyp in utt["hypotheses"].items():
                 rows.append([escape(model), diff_html(utt["reference"], hyp["text"])])
         parts.append(html_table(["", "text"], rows, css="samples", escaped=True))

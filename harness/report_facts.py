@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from harness import __version__
-from harness.bootstrap import Interval, EditCounts, interval_of, mean_interval_of
+from harness.bootstrap import EditCounts, Interval, interval_of, mean_interval_of
 from harness.languages import language
 from harness.matrix import DEFAULT_PROTOCOL
 from harness.store import StoredCell

@@ -8,7 +8,6 @@ import random
 import shutil
 import subprocess
 import tempfile
-from pathlib import Path
 
 import jiwer
 import numpy as np

@@ -282,8 +282,10 @@ def _cmd_report(args: argparse.Namespace) -> int:
     config = _config(args)
     cells, planned = _stored_cells(config)
     out = config.report_dir if args.out is None else Path(args.out)
+    with _existing_store(config) as store:  # test hypotheses: sample transcripts, bootstrap intervals
+        hypotheses = {c.key: store.hypotheses(c.key, "test") for c in cells}
     paths = write_reports(cells, out, config.metrics, Path(args.json) if args.json else None,
-                          _directions(process_registry()))
+                          _directions(process_registry()), hypotheses)
     _print_matrix(config, cells)
     for group, items in json.loads(paths["json"].read_text())["findings"].items():
         print(f"\nStatistics ({group}, {config.metrics[0].upper()} on test):\n"

@@ -4,6 +4,10 @@ Every "best" and every ranking honours the metric's direction (``lower_is_better
 whose test hypotheses are (almost) all empty — a model still on the CTC blank plateau — is
 flagged wherever it appears and never ranked above a model that transcribes something. With
 several protocols, each gets its own matrices, rankings and statistics.
+
+What the report says besides the matrix — what ran, what it cost, sample transcripts, loss
+curves, bootstrap intervals — is computed in :mod:`harness.report_facts` (intervals in
+:mod:`harness.bootstrap`) and rendered by :mod:`harness.report_page`.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import pandas as pd
 from tabulate import tabulate
 
 from harness import __version__
+from harness.bootstrap import Interval
 from harness.languages import language
 from harness.matrix import DEFAULT_PROTOCOL
 from harness.scoring import BLANK_SHARE, is_blank
@@ -321,7 +326,7 @@ def heatmap(m: Matrix, path: Path) -> Path:
     import numpy as np
 
     data = np.array([[m.values.get((model, c), (np.nan,))[0] for c in m.columns] for model in m.models])
-    fig, ax = plt.subplots(figsize=(1.2 + 0.8 * len(m.columns), 1.0 + 0.45 * len(m.models)), dpi=110)
+    fig, ax = plt.subplots(figsize=(max(4.5, 2.4 + 0.8 * len(m.columns)), 1.2 + 0.45 * len(m.models)), dpi=110)
     cmap = "viridis_r" if m.lower_is_better else "viridis"  # the better, the brighter
     image = ax.imshow(data, cmap=cmap, aspect="auto", vmin=0.0, vmax=max(1.0, float(np.nanmax(data))))
     ax.set_xticks(range(len(m.columns)), m.columns, rotation=45, ha="right")
@@ -335,8 +340,7 @@ def heatmap(m: Matrix, path: Path) -> Path:
     fig.colorbar(image, ax=ax, label=m.metric.upper())
     where = f", {m.protocol}" if m.protocol != DEFAULT_PROTOCOL else ""
     ax.set_title(f"{m.metric.upper()} on {m.split}{where} (mean over seeds; {m.direction()})", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path)
+    fig.savefig(path, bbox_inches="tight")  # a title wider than one column's figure is not cut
     plt.close(fig)
     return path
 
@@ -346,30 +350,6 @@ def _html_rows(m: Matrix) -> list[list[str]]:
 
     rows = m.rows(lambda text: "\x00" + text)
     return [[f"<b>{html.escape(c[1:])}</b>" if c.startswith("\x00") else html.escape(c) for c in row] for row in rows]
-
-
-def _html(sections: list[tuple[str, str]], images: dict[str, Path], found: dict[str, list]) -> str:
-    import base64
-    import html
-
-    parts = ["<!doctype html><html><head><meta charset='utf-8'><title>bench report</title><style>",
-             "body{font-family:system-ui,sans-serif;margin:2em;max-width:80em}table{border-collapse:collapse;"
-             "margin:1em 0}td,th{border:1px solid #ccc;padding:.3em .6em;text-align:right}"
-             "td:first-child,th:first-child{text-align:left}.sig{color:#064}.ns{color:#555}</style></head><body>",
-             f"<h1>bench report</h1><p>generated {html.escape(time.strftime('%Y-%m-%d %H:%M'))}</p>"]
-    for title, table in sections:
-        parts.append(f"<h2>{html.escape(title)}</h2>{table}")
-    for title, path in images.items():
-        data = base64.b64encode(path.read_bytes()).decode()
-        parts.append(f"<h2>{html.escape(title)}</h2><img alt='{html.escape(title)}' src='data:image/png;base64,{data}'>")
-    for dataset, items in found.items():
-        parts.append(f"<h2>Statistics ({html.escape(dataset)})</h2><ul>")
-        for f in items:
-            css = "sig" if f.significant else "ns"
-            parts.append(f"<li class='{css}'>{html.escape(f.sentence)}</li>")
-        parts.append("</ul>")
-    parts.append("</body></html>\n")
-    return "".join(parts)
 
 
 def layer_weights_figure(cells: Sequence[StoredCell], path: Path) -> Path | None:
@@ -417,13 +397,51 @@ def layer_weights_figure(cells: Sequence[StoredCell], path: Path) -> Path | None
     return path
 
 
+def interval_rows(m: Matrix, intervals: Mapping[tuple[str, str, str, str], Interval],
+                  datasets: Sequence[str]) -> list[list[str]]:
+    """Rows of a matrix with each model-language's bootstrap interval beside its mean ± sd."""
+    keyed = {}
+    for (protocol, model, dataset, lang), interval in intervals.items():
+        if protocol == m.protocol:
+            keyed[(model, _column(dataset, lang, set(datasets)))] = interval
+    rows = []
+    for model in m.models:
+        row = [model]
+        for column in m.columns:
+            if (model, column) not in m.values:
+                row.append("-")
+                continue
+            mean, sd, n = m.values[(model, column)]
+            text = f"{mean:.3f} ± {sd:.3f}" if n > 1 else f"{mean:.3f}"
+            interval = keyed.get((model, column))
+            text += f" {interval.text()}" if interval is not None else " [-]"
+            if (model, column) in m.blank:
+                text += f" {BLANK_MARK}"
+            row.append(text)
+        rows.append(row)
+    return rows
+
+
+def _caption(m: Matrix) -> str:
+    brighter = "lower" if m.lower_is_better else "higher"
+    return (f"Read across a row for one model, down a column for one language; brighter means {brighter} "
+            f"{m.metric.upper()} (better); {BLANK_MARK} marks blank output.")
+
+
 def write_reports(cells: Sequence[StoredCell], out_dir: Path, metrics: Sequence[str],
-                  json_copy: Path | None = None, lower_is_better: Mapping[str, bool] | None = None) -> dict[str, Path]:
+                  json_copy: Path | None = None, lower_is_better: Mapping[str, bool] | None = None,
+                  hypotheses: Mapping[str, Sequence[tuple[str, str, str]]] | None = None) -> dict[str, Path]:
     """Write the matrix as CSV, JSON, Markdown, LaTeX, heatmaps (PNG) and one HTML page.
 
     ``lower_is_better``: the direction of each metric (default: lower is better); every "best",
-    ranking and colour scale follows it.
+    ranking and colour scale follows it. ``hypotheses``: key -> the cell's stored test rows
+    (utterance, reference, hypothesis), for the sample transcripts and the bootstrap intervals of
+    CER (left out: neither is reported).
     """
+    from harness import report_facts as facts_
+    from harness import report_page as page_
+
+    hypotheses = dict(hypotheses or {})
     direction = {m: True for m in metrics} | dict(lower_is_better or {})
     out_dir.mkdir(parents=True, exist_ok=True)
     frame = cells_frame(cells)
@@ -431,22 +449,41 @@ def write_reports(cells: Sequence[StoredCell], out_dir: Path, metrics: Sequence[
     protocols = protocols_of(summary) if len(summary) else [DEFAULT_PROTOCOL]
     found = findings(cells, metrics[0], direction[metrics[0]]) if metrics else {}
     data = data_frame(cells)
+    facts = facts_.header(cells)
+    cost = facts_.cost_rows(cells)
+    per_model_cost, total_cost = facts_.cost_summary(cost)
+    shown = facts_.samples(cells, hypotheses)
+    cell_ci, group_ci = facts_.intervals(cells, hypotheses)
+    sd_of = {(r.protocol, r.model, r.dataset, r.language): (r.mean, r.sd, int(r.n))
+             for r in summary.itertuples(index=False) if r.metric == "cer" and r.split == "test"}
     paths = {"csv": out_dir / "matrix.csv", "json": out_dir / "matrix.json", "md": out_dir / "matrix.md",
              "tex": out_dir / "matrix.tex", "html": out_dir / "report.html"}
     summary.to_csv(paths["csv"], index=False)
     payload = {
         "bench_version": __version__,
         "generated_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "header": dict(facts),
         "metrics": {m: {"lower_is_better": direction[m]} for m in metrics},
         "cells": [
             {"key": c.key, "protocol": c.protocol, "model": c.model, "dataset": c.dataset, "language": c.language,
              "seed": c.seed, "metrics": c.metrics, "metric_versions": c.record.get("metric_versions", {}),
              "blank_output": is_blank(c.record), "outputs": c.record.get("outputs", {}),
+             "cer_test_interval": cell_ci[c.key].as_dict() if c.key in cell_ci else None,
              "layer_weights": c.record.get("train", {}).get("layer_weights"),
-             "git_revision": c.record.get("git_revision")}
+             "loss_curve": c.record.get("train", {}).get("loss_curve"),
+             "git_revision": c.record.get("git_revision"), "finished_at": c.finished_at,
+             "duration_s": c.duration_s}
             for c in cells
         ],
         "summary": summary.to_dict(orient="records"),
+        "intervals": [
+            {"protocol": p, "model": m, "dataset": d, "language": lang, "metric": "cer", "split": "test",
+             "mean": sd_of.get((p, m, d, lang), (None,))[0], "sd": sd_of.get((p, m, d, lang), (None, None))[1],
+             "n": sd_of.get((p, m, d, lang), (None, None, None))[2], **interval.as_dict()}
+            for (p, m, d, lang), interval in sorted(group_ci.items())
+        ],
+        "cost": {"cells": cost, "models": per_model_cost, "total": total_cost},
+        "samples": shown,
         "data": data.to_dict(orient="records"),
         "findings": {d: [{"topic": f.topic, "sentence": f.sentence, "p_value": f.p_value, "tested": f.tested}
                          for f in items] for d, items in found.items()},
@@ -457,10 +494,14 @@ def write_reports(cells: Sequence[StoredCell], out_dir: Path, metrics: Sequence[
         json_copy.parent.mkdir(parents=True, exist_ok=True)
         json_copy.write_text(text)
         paths["baseline"] = json_copy
-    md = ["# bench results\n"]
+    md = ["# bench results\n", "## What ran\n", page_.facts_markdown(facts)]
+    for group, items in found.items():
+        md.append(f"## Statistics ({group}, {metrics[0].upper()} on test)\n")
+        md += [f"- {f.sentence}" for f in items]
+        md.append("")
     tex = []
-    html_sections = []
-    images = {}
+    blocks = page_.findings_html(found, metrics[0]) if metrics else []
+    datasets = sorted({c.dataset for c in cells})
     for protocol in protocols:
         named = len(protocols) > 1 or protocol != DEFAULT_PROTOCOL
         suffix = f" — protocol {protocol}" if named else ""
@@ -477,14 +518,28 @@ def write_reports(cells: Sequence[StoredCell], out_dir: Path, metrics: Sequence[
                                                  headers=["model", *m.columns], tablefmt="github",
                                                  disable_numparse=True) + "\n" + (f"\n{note}\n" if note else "")]
                 tex.append(latex_table(m))
-                html_sections.append((title, tabulate([_families_row(m), *_html_rows(m)],
-                                                      headers=["model", *m.columns], tablefmt="unsafehtml",
-                                                      disable_numparse=True)
-                                      + (f"<p>{html_escape(note)}</p>" if note else "")))
+                body = page_.scroll(tabulate([_families_row(m), *_html_rows(m)], headers=["model", *m.columns],
+                                             tablefmt="unsafehtml", disable_numparse=True))
+                body += f"<p class='caption'>{html_escape(note)}</p>" if note else ""
                 if split == "test":
                     png = heatmap(m, out_dir / f"heatmap_{metric}{tag}.png")
                     paths[f"heatmap_{metric}{tag}"] = png
-                    images[f"{metric.upper()} heatmap{suffix}"] = png
+                    body += page_.figure_html(png, f"{metric.upper()} heatmap{suffix}", _caption(m))
+                blocks.append((title, body))
+                if split == "test" and metric == "cer" and group_ci:
+                    ci_title = (f"CER (test){suffix}: mean ± sd over seeds and 95 % bootstrap interval over test "
+                                f"utterances")
+                    ci_note = ("Each interval resamples the test utterances with replacement (1000 times, seeded "
+                               "by the test set) and recomputes the corpus-level CER, averaged over seeds: it shows "
+                               "how much the score depends on the test sample; ± sd shows how much on training "
+                               "noise.")
+                    rows = interval_rows(m, group_ci, datasets)
+                    md += [f"## {ci_title}\n", ci_note + "\n",
+                           tabulate(rows, headers=["model", *m.columns], tablefmt="github", disable_numparse=True)
+                           + "\n"]
+                    blocks.append((ci_title, f"<p class='caption'>{html_escape(ci_note)}</p>"
+                                   + page_.html_table(["model", *m.columns], rows)))
+                if split == "test":
                     md.append(f"### Ranking of models per language ({metric.upper()}, test{suffix}, {m.direction()})\n")
                     md.append(tabulate([[c, ", ".join(f"{r}. {model} ({mean:.3f}{' ' + BLANK_MARK if blank else ''})"
                                                       for r, model, mean, blank in ranked)]
@@ -493,21 +548,45 @@ def write_reports(cells: Sequence[StoredCell], out_dir: Path, metrics: Sequence[
     weights_png = layer_weights_figure(cells, out_dir / "layer_weights.png")
     if weights_png is not None:
         paths["layer_weights"] = weights_png
-        images["Layer weights learned by the superb protocol"] = weights_png
+        blocks.append(("Layer weights learned by the superb protocol", page_.figure_html(
+            weights_png, "layer weights", "Per model, one column per language: the softmax weight the downstream "
+                                          "gave each upstream layer (bottom: transformer input); brighter = more.")))
         md += ["## Layer weights (superb)\n", "![layer weights](layer_weights.png)\n"]
+    curves_png = facts_.loss_figure(cells, out_dir / "loss_curves.png")
+    if curves_png is not None:
+        paths["loss_curves"] = curves_png
+        caption = ("One panel per model (row) and language (column), one line per seed: the training loss falling "
+                   "means the model learns; a flat line near the start means it has not left the blank plateau.")
+        blocks.append(("Training curves", page_.figure_html(curves_png, "training loss curves", caption)))
+        md += ["## Training curves\n", f"![training loss curves](loss_curves.png)\n\n{caption}\n"]
+    empty_head, empty_rows = facts_.empty_table(cells)
+    empty_note = ("Share of empty test hypotheses per cell (one value per seed, in seed order); "
+                  f"at least {BLANK_SHARE:.0%} flags blank output.")
+    md += ["## What the models output\n", empty_note + "\n", page_.md_table(empty_head, empty_rows) + "\n"]
+    outputs_html = f"<p class='caption'>{html_escape(empty_note)}</p>" + page_.html_table(empty_head, empty_rows)
+    if any(group["utterances"] for group in shown):
+        md.append(page_.samples_markdown(shown))
+        outputs_html += page_.samples_html(shown)
+    blocks.append(("What the models output", outputs_html))
+    model_head, model_rows, cell_head, cell_rows, total = facts_.cost_tables(cost, set(protocols))
+    cost_note = ("Seconds per model summed over its cells: training, feature encoding (frozen encoder outputs "
+                 "cached once), evaluation (dev and test) and the cell's wall time; audio s / s is seconds of "
+                 "training audio processed per second of training.")
+    md += ["## Cost\n", total + "\n", cost_note + "\n", page_.md_table(model_head, model_rows) + "\n",
+           "### Per cell\n", page_.md_table(cell_head, cell_rows) + "\n"]
+    blocks.append(("Cost", f"<p>{html_escape(total)}</p><p class='caption'>{html_escape(cost_note)}</p>"
+                   + page_.html_table(model_head, model_rows)
+                   + f"<details><summary>per cell ({len(cell_rows)} cells)</summary>"
+                   + page_.html_table(cell_head, cell_rows) + "</details>"))
     if not data.empty:
         title = "Data: languages and what the cells trained and tested on (mean over cells)"
         exhausted = (data["train_exhausted"] != "no").any()
         md += [f"## {title}\n", _data_table(data, "github") + "\n"]
         if exhausted:
             md.append(f"Note: {EXHAUSTED_NOTE}.\n")
-        html_sections.append((title, _data_table(data, "html")
-                              + (f"<p><b>Note:</b> {EXHAUSTED_NOTE}.</p>" if exhausted else "")))
-    for group, items in found.items():
-        md.append(f"## Statistics ({group}, {metrics[0].upper()} on test)\n")
-        md += [f"- {f.sentence}" for f in items]
-        md.append("")
+        blocks.append((title, page_.scroll(_data_table(data, "html"))
+                       + (f"<p><b>Note:</b> {EXHAUSTED_NOTE}.</p>" if exhausted else "")))
     paths["md"].write_text("\n".join(md))
     paths["tex"].write_text("\n".join(tex))
-    paths["html"].write_text(_html(html_sections, images, found))
+    paths["html"].write_text(page_.page(facts, blocks))
     return paths

@@ -41,6 +41,13 @@ def test_report_writes_every_output(finished):
     assert "data:image/png;base64," in html and "<table>" in html and "Statistics (synthetic)" in html
     assert "<b>" not in html and "blank output" in html
     assert len(payload["findings"]["synthetic"]) >= 3  # 2 languages + family comparison(s)
+    # what ran, what it cost, what the models output, curves and intervals, from the stored records and hypotheses
+    assert "## What ran" in md and "- preset: " in md and "Total compute: 8 cells" in md
+    assert md.index("## What ran") < md.index("## Statistics") < md.index("## CER (test)")
+    assert payload["header"]["seeds"] == "0, 1" and payload["cost"]["total"]["cells"] == 8
+    assert all(len(s["utterances"]) == 3 for s in payload["samples"])
+    assert len(payload["intervals"]) == 4 and all(c["cer_test_interval"] for c in payload["cells"])
+    assert (reports / "loss_curves.png").exists() and "Training curves" in html and "What the models output" in html
 
 
 def _write(path, payload, change=None, drop=None):

@@ -164,6 +164,9 @@ class ModelSpec:
     #: makes what ``build`` needs (pre-trains a model, say) when it is not in the cache yet;
     #: returns facts about it (path, whether it was made now, losses) for logs and ``bench pretrain``
     prepare: Callable[[PrepareContext], Mapping[str, Any]] | None = None
+    #: option names the model understands in ``[models.NAME]``, checked before any cell (a
+    #: typo fails with "did you mean"); empty: the plugin checks its options itself
+    options: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

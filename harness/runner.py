@@ -15,9 +15,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from harness.api import DatasetSpec, DatasetSplits, MetricSpec, ModelSpec
-from harness.config import RunConfig
+from harness.config import RunConfig, check_sections, runtime_fingerprint
 from harness.errors import BenchError, did_you_mean
 from harness.matrix import Cell, cell_identity, cell_key
+from harness.device import check_runtime
 from harness.cellwork import CellFailure, CellResult, CellTask, checkpoint_path, data_request, use_registry
 from harness.plugins import Registered, Registry, load_registry
 from harness.prepare import prepare_models
@@ -65,7 +66,14 @@ def resolve_models(config: RunConfig, registry: Registry) -> dict[str, tuple[Reg
         aliases = [n for n, opts in config.model_options.items() if "from" in opts]
         model_names = sorted(set(registry.models) | set(aliases))
     model_names = registry.expand_models(model_names)
-    return {name: _resolve_model(name, config, registry) for name in model_names}
+    resolved = {name: _resolve_model(name, config, registry) for name in model_names}
+    check_sections(config, registry, model_names)
+    for name, (model, options) in resolved.items():  # declared options: typos fail before any cell
+        for key in options:
+            if model.spec.options and key not in model.spec.options:
+                raise BenchError(f"[models.{name}]: unknown option {key!r}.{did_you_mean(key, model.spec.options)}",
+                                 f"options of {name}: {', '.join(model.spec.options)}")
+    return resolved
 
 
 def plan_run(config: RunConfig, registry: Registry) -> Plan:
@@ -195,12 +203,16 @@ def execute(plan: Plan, config: RunConfig, store: ResultStore, progress: Progres
     start = time.perf_counter()
     keys = [c.key for c in plan.cells]
     done = store.done_keys(keys)
-    failed_before = {f.key for f in store.failures(keys)}
+    runtime = runtime_fingerprint(config)  # a failure under another runtime does not stick
+    failed_before = {f.key for f in store.failures(keys) if f.runtime in ("", runtime)}
     pending = [c for c in plan.cells if c.key not in done and (retry_failed or c.key not in failed_before)]
     skipped_failed = sum(1 for c in plan.cells if c.key not in done and c.key in failed_before and not retry_failed)
     if progress:
         progress.log(f"{len(plan.cells)} cells planned, {len(done)} already in {store.path}, {len(pending)} to compute"
                      + (f", {skipped_failed} failed before (not retried; use --retry-failed)" if skipped_failed else ""))
+    registry = registry or load_registry()
+    # runtime settings (device, precision, executor and its options) fail here, before any work
+    executor = check_runtime(config, registry, here=any(p.model.spec.prepare is not None for p in pending))
     checked: set = set()
     for planned in pending:  # fail on a missing checkpoint or data before computing anything
         cell = planned.cell
@@ -212,12 +224,9 @@ def execute(plan: Plan, config: RunConfig, store: ResultStore, progress: Progres
             planned.dataset.spec.check(data_request(config, cell, planned.dataset_options))
         checked.add(data_key)
 
-    registry = registry or load_registry()
     # models made here (pre-trained, say) are made once, in this process, before any cell
     prepare_models(((p.model.spec, p.model_options) for p in pending), config, registry, progress)
     use_registry(registry)  # cells computed in this process see exactly the plugins the plan saw
-    executor_spec = registry.executor(config.executor).spec
-    executor = executor_spec.create(config.executor_options.get(config.executor, {}), config)
     heartbeat = _Heartbeat(store)
     heartbeat.start()
     counts = {"computed": 0, "others": 0}
@@ -243,7 +252,8 @@ def execute(plan: Plan, config: RunConfig, store: ResultStore, progress: Progres
             line = _log_line(result)
         else:
             store.record_failure(result.key, model=c.model, dataset=c.dataset, language=c.language, seed=c.seed,
-                                 kind=result.kind, message=result.message, detail=result.detail)
+                                 kind=result.kind, message=result.message, detail=result.detail,
+                                 runtime=runtime)
             failures.append(result)
             line = f"FAILED {c.label()}: {result.message}"
         with heartbeat.lock:

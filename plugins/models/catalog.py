@@ -20,7 +20,7 @@ from typing import Any
 from harness.api import ModelGroup, ModelRequest, ModelSpec
 from harness.hookspecs import hookimpl
 
-from .hf import VERSION, HFCTCModel, _check_checkpoint, _config_kwargs, _load_checkpoint
+from .hf import CHECKPOINT_OPTIONS, CONFIG_OPTIONS, VERSION, HFCTCModel, _check_checkpoint, _config_kwargs, _load_checkpoint
 
 #: the 23 VoxPopuli languages (ISO 639-1, as Common Voice codes where they coincide)
 VOXPOPULI_23 = ("en", "de", "fr", "es", "pl", "it", "ro", "hu", "cs", "nl", "fi", "hr", "sk", "sl", "et", "lt",
@@ -130,7 +130,7 @@ def spec(entry: CatalogEntry) -> ModelSpec:
     if not entry.hub_id:
         return ModelSpec(entry.name, _build_random_large, VERSION,
                          "wav2vec 2.0 large architecture, random weights (no pre-training); no hub needed",
-                         entry.metadata())
+                         entry.metadata(), options=CONFIG_OPTIONS)
     return ModelSpec(
         name=entry.name,
         build=lambda request: _load_checkpoint(entry.hub_id, request),
@@ -138,6 +138,7 @@ def spec(entry: CatalogEntry) -> ModelSpec:
         description=f"{entry.hub_id}: {entry.pretraining_data}",
         metadata=entry.metadata(),
         check=lambda: _check_checkpoint(entry.hub_id),
+        options=CHECKPOINT_OPTIONS,
     )
 
 

@@ -30,6 +30,8 @@ warnings.filterwarnings("ignore", message="Support for mismatched key_padding_ma
 CONFIG_OPTIONS = ("layerdrop", "hidden_dropout", "attention_dropout", "activation_dropout",
                   "feat_proj_dropout", "final_dropout", "mask_time_length", "mask_feature_prob",
                   "mask_feature_length")
+#: ``[models.NAME]`` options of a checkpoint loaded from the hub or a directory
+CHECKPOINT_OPTIONS = (*CONFIG_OPTIONS, "revision")
 
 
 class HFCTCModel(SpeechCTCModel):
@@ -196,6 +198,7 @@ def checkpoint_spec(ref: str) -> ModelSpec:
         description="Hugging Face CTC checkpoint",
         metadata=metadata,
         check=lambda: _check_checkpoint(ref),
+        options=CHECKPOINT_OPTIONS,
     )
 
 
@@ -250,6 +253,7 @@ def _tiny_spec(name: str, model_type: str) -> ModelSpec:
         version=VERSION,
         description=f"tiny {model_type} (2 conv + 4 transformer layers, hidden 192), random weights; offline",
         metadata={"architecture": model_type, "pretraining": "none", "parameters": "7.3M (2.1M trainable with the encoder frozen)"},
+        options=CONFIG_OPTIONS,
     )
 
 

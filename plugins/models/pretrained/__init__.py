@@ -28,7 +28,7 @@ from harness.api import ModelGroup, ModelRequest, ModelScheme, ModelSpec, Prepar
 from harness.errors import BenchError
 from harness.hookspecs import hookimpl
 
-from ..hf import HFCTCModel, _load_checkpoint
+from ..hf import CONFIG_OPTIONS, HFCTCModel, _load_checkpoint
 from .checkpoints import MANIFEST, Pretrained, checkpoint_dir, exclusive, read_manifest, write_checkpoint
 from .recipe import ContrastiveRecipe, PhoneticRecipe, Recipe
 
@@ -130,6 +130,7 @@ def pretrained_spec(name: str, recipe: Recipe) -> ModelSpec:
         description=f"tiny wav2vec2 pre-trained here, {kind}: {recipe.describe()}",
         metadata=metadata,
         prepare=lambda context: prepare(context, name, recipe),
+        options=(*CONFIG_OPTIONS, *recipe.option_names()),
     )
 
 

@@ -93,7 +93,7 @@ CASES: list[tuple[str, tuple[str, ...], int, str]] = [
     ("store-foreign-dry-run", ("run", "--dry-run", "--store", "{foreign}"), 2, "not a bench results store"),
     ("store-foreign-report", ("report", "--store", "{foreign}"), 2, "not a bench results store"),
     ("store-foreign-failures", ("failures", "--store", "{foreign}"), 2, "not a bench results store"),
-    ("store-foreign-pretrain-free", ("compare", "{baseline}", "--store", "{foreign}"), 2,
+    ("store-foreign-compare", ("compare", "{baseline}", "--store", "{foreign}"), 2,
      "not a bench results store"),
     ("store-text-file", ("run", "--store", "{not_toml}"), 2, "results store"),
     ("store-corrupt-report", ("report", "--store", "{corrupt}"), 2, "malformed"),

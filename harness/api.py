@@ -202,6 +202,9 @@ class ModelSpec:
     prepare: Callable[[PrepareContext], Mapping[str, Any]] | None = None
     #: what the core needs to know about the model (capabilities, pre-training)
     facts: ModelFacts = field(default_factory=ModelFacts)
+    #: option names the model understands in ``[models.NAME]``, checked before any cell (a
+    #: typo fails with "did you mean"); empty: the plugin checks its options itself
+    options: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from pathlib import Path
 from tabulate import tabulate
 
 from harness import __version__
-from harness.config import RunConfig, load_config, parse_set
+from harness.config import RunConfig, load_config, parse_set, runtime_fingerprint
 from harness.errors import BenchError
 from harness.plugins import process_registry
 
@@ -25,6 +25,7 @@ def _selection_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--langs", help="comma-separated language codes, or 'all'")
     parser.add_argument("--seeds", help="number of seeds (0..N-1)")
     parser.add_argument("--protocols", help="comma-separated evaluation protocols (finetune, superb, ...), or 'all'")
+    parser.add_argument("--metrics", help="comma-separated metric names (run.metrics), e.g. cer,wer")
     parser.add_argument("--store", help="results store (SQLite file)")
     parser.add_argument("--set", dest="assignments", action="append", default=[], metavar="SECTION.KEY=VALUE",
                         help="override any bench.toml setting, e.g. --set train.steps=100 (repeatable)")
@@ -33,7 +34,7 @@ def _selection_flags(parser: argparse.ArgumentParser) -> None:
 def _config(args: argparse.Namespace) -> RunConfig:
     overrides = parse_set(args.assignments)
     run = overrides.setdefault("run", {})
-    for flag in ("models", "datasets", "langs", "seeds", "protocols", "store", "executor"):
+    for flag in ("models", "datasets", "langs", "seeds", "metrics", "protocols", "store", "executor"):
         value = getattr(args, flag, None)
         if value is not None:
             run[flag] = value
@@ -48,17 +49,26 @@ def _cmd_run(args: argparse.Namespace) -> int:
     config = _config(args)
     registry = process_registry()
     plan = plan_run(config, registry)
+    if args.dry_run:  # creates nothing: no store, no cache
+        done: set[str] = set()
+        failed: set[str] = set()
+        if config.store.exists():
+            with ResultStore(config.store, readonly=True) as store:
+                done = store.done_keys(c.key for c in plan.cells)
+                runtime = runtime_fingerprint(config)  # failures under another runtime are computed again
+                failed = {f.key for f in store.failures(c.key for c in plan.cells) if f.runtime in ("", runtime)}
+        rows = [[c.cell.model, c.cell.dataset, c.cell.language, c.cell.seed, c.cell.protocol,
+                 "stored" if c.key in done else ("failed" if c.key in failed else "to compute"), c.key]
+                for c in plan.cells]
+        print(tabulate(rows, headers=["model", "dataset", "language", "seed", "protocol", "state", "key"]))
+        print(f"\n{len(plan.cells)} cells, {len(done)} stored, {len(plan.cells) - len(done)} to compute "
+              f"(preset {config.preset}, {config.train.steps} updates each; store {config.store})")
+        return 0
+    from harness.device import check_runtime
+
+    check_runtime(config, registry)  # before the store is made (execute checks again, pre-training included)
     with ResultStore(config.store) as store:
         done = store.done_keys(c.key for c in plan.cells)
-        if args.dry_run:
-            failed = {f.key for f in store.failures(c.key for c in plan.cells)}
-            rows = [[c.cell.model, c.cell.dataset, c.cell.language, c.cell.seed, c.cell.protocol,
-                     "stored" if c.key in done else ("failed" if c.key in failed else "to compute"), c.key]
-                    for c in plan.cells]
-            print(tabulate(rows, headers=["model", "dataset", "language", "seed", "protocol", "state", "key"]))
-            print(f"\n{len(plan.cells)} cells, {len(done)} stored, {len(plan.cells) - len(done)} to compute "
-                  f"(preset {config.preset}, {config.train.steps} updates each; store {config.store})")
-            return 0
         progress = Progress(len(plan.cells) - len(done), enabled=None if not args.no_progress else False)
         try:
             summary = execute(plan, config, store, progress, registry, retry_failed=args.retry_failed,
@@ -109,6 +119,9 @@ def _cmd_pretrain(args: argparse.Namespace) -> int:
         print(f"none of the selected models ({', '.join(config.models)}) is made here; models pre-trained here: "
               f"{', '.join(made_here) or 'none'} (and phone:LANG+LANG..., ssl:LANG+LANG...)")
         return 0
+    from harness.device import check_runtime
+
+    check_runtime(config, registry, here=True)  # the device and precision it would pre-train with
     progress = Progress(len(specs), enabled=None if not args.no_progress else False, desc="pretrain", unit="model")
     context = prepare_context(config, registry, progress, force=args.force)
     rows = []
@@ -122,6 +135,11 @@ def _cmd_pretrain(args: argparse.Namespace) -> int:
                          f"{facts.get('seconds', 0):.0f} s" + ("" if facts.get("prepared_now") else " (cached)"),
                          facts.get("path")])
             progress.finish_cell(f"ready {spec.name}: {facts.get('path')}")
+    except KeyboardInterrupt:
+        progress.close()
+        print("\ninterrupted: models finished before are in the cache, nothing half-written is left; run the "
+              "same command again to continue.", file=sys.stderr)
+        return 130
     finally:
         progress.close()
     print(tabulate(rows, headers=["model", "kind", "languages", "updates", "result", "took", "checkpoint"]))
@@ -130,10 +148,17 @@ def _cmd_pretrain(args: argparse.Namespace) -> int:
 
 def _cmd_failures(args: argparse.Namespace) -> int:
     config = _config(args)
+    keys = None
+    if not args.all:  # only the failures of the configured matrix's cells
+        from harness.runner import plan_run
+
+        keys = [c.key for c in plan_run(config, process_registry()).cells]
     with _existing_store(config) as store:
-        failed = store.failures()
+        failed = store.failures(keys)
+        others = 0 if keys is None else len(store.failures()) - len(failed)
     if not failed:
-        print(f"no failed cells in {config.store}")
+        print(f"no failed cells {'in' if keys is None else 'of the configured selection in'} {config.store}"
+              + (f" ({others} other failure(s) outside it: `bench failures --all` shows them)" if others else ""))
         return 0
     for f in failed:
         print(f"== {f.model} {f.dataset}:{f.language} seed {f.seed} [{f.kind}, attempt {f.attempts}, key {f.key}]")
@@ -141,6 +166,8 @@ def _cmd_failures(args: argparse.Namespace) -> int:
         if f.detail:
             print(f.detail.rstrip())
         print()
+    if others:
+        print(f"({others} other failure(s) outside the configured selection: `bench failures --all` shows them)")
     return 0
 
 
@@ -248,7 +275,7 @@ def _existing_store(config: RunConfig):
 
     if not config.store.exists():
         raise BenchError(f"no results store at {config.store}", "run `bench run` first (or pass --store)")
-    return ResultStore(config.store)
+    return ResultStore(config.store, readonly=True)
 
 
 def _stored_cells(config: RunConfig):
@@ -301,11 +328,21 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     from harness.report import cells_frame, summary_frame
 
     baseline = load_results(args.baseline)
+    if not baseline:
+        raise BenchError(f"baseline {args.baseline!r} holds no results, so nothing can be compared",
+                         "write the baseline with `bench report --json FILE` after a `bench run` of the same selection")
     if args.current:
         current = load_results(args.current)
     else:  # the summary of the stored cells, without writing a report
         cells, _ = _stored_cells(_config(args))
         current = results_from_summary(summary_frame(cells_frame(cells)).to_dict(orient="records"))
+    if args.metrics is not None:  # --metrics: compare only these
+        wanted = {m.strip() for m in args.metrics.split(",") if m.strip()}
+        baseline = {k: v for k, v in baseline.items() if k[4] in wanted}
+        current = {k: v for k, v in current.items() if k[4] in wanted}
+        if not baseline:
+            raise BenchError(f"the baseline has no results for metric(s) {', '.join(sorted(wanted))}",
+                             "choose --metrics among the baseline's metrics, or leave --metrics out")
     higher = frozenset(n for n, reg in process_registry().metrics.items() if not reg.spec.lower_is_better)
     result = compare(baseline, current, parse_tolerances(args.abs), parse_tolerances(args.rel), higher)
 
@@ -327,6 +364,10 @@ def _cmd_compare(args: argparse.Namespace) -> int:
           f"{len(result.improvements)} improvements, {len(result.missing)} missing, {len(result.extra)} new")
     if result.failed(args.allow_missing):
         print("FAIL: " + ("regression beyond tolerance" if result.regressions else "cells missing"), file=sys.stderr)
+        return 1
+    if not result.deltas:  # nothing in common: never "OK"
+        print("FAIL: no cell was compared (the current results share no model, dataset, language, split and "
+              "metric with the baseline)", file=sys.stderr)
         return 1
     print("OK")
     return 0
@@ -365,8 +406,9 @@ def build_parser() -> argparse.ArgumentParser:
     pretrain.add_argument("--no-progress", action="store_true", help="no progress bars (log lines only)")
     pretrain.set_defaults(func=_cmd_pretrain)
 
-    failures = sub.add_parser("failures", help="show the failed cells of the store with their errors")
+    failures = sub.add_parser("failures", help="show the failed cells of the configured selection with their errors")
     _selection_flags(failures)
+    failures.add_argument("--all", action="store_true", help="every failure in the store, whatever the selection")
     failures.set_defaults(func=_cmd_failures)
 
     report = sub.add_parser("report", help="print the model x language matrix and write CSV, JSON, Markdown")

@@ -71,8 +71,14 @@ def load_results(path: str | Path) -> dict[Key, float]:
     except FileNotFoundError:
         raise BenchError(f"results file {str(path)!r} does not exist",
                          "write one with `bench report --json FILE`") from None
-    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
-        raise BenchError(f"{path} is not a bench results file ({type(exc).__name__}: {exc})",
+    except IsADirectoryError:
+        raise BenchError(f"results file {str(path)!r} is a directory",
+                         f"pass the JSON file itself, e.g. {path / 'matrix.json'} (written by `bench report`)") from None
+    except OSError as exc:
+        raise BenchError(f"results file {str(path)!r} cannot be read: {exc.strerror or exc}",
+                         "pass a readable file written by `bench report --json FILE`") from None
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise BenchError(f"{path} is not a bench results file ({type(exc).__name__}: {' '.join(str(exc).split())})",
                          "compare files written by `bench report --json FILE`") from None
 
 

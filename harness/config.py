@@ -59,7 +59,7 @@ class TrainSettings:
 
     def __post_init__(self) -> None:
         checks = [
-            (self.steps >= 0, "train.steps must be >= 0"),
+            (self.steps >= 1, "train.steps must be >= 1 (0 updates would store an untrained model's scores)"),
             (self.lr > 0, "train.lr must be > 0"),
             (0 <= self.warmup <= 1 and 0 <= self.hold <= 1 and self.warmup + self.hold <= 1,
              "train.warmup and train.hold are fractions of the updates and must add up to at most 1"),
@@ -133,6 +133,42 @@ class RunConfig:
     source: str = "(defaults)"
 
 
+def runtime_fingerprint(config: RunConfig) -> str:
+    """A short hash of how cells are computed (device, precision, ..., executor and its options).
+
+    Stored with each failure: a cell that failed under one runtime is computed again under
+    another (a failure caused by ``run.device = "cuda"`` does not stick once it is removed)."""
+    import hashlib
+    import json
+
+    payload = {"runtime": dataclasses.asdict(config.runtime), "executor": config.executor,
+               "executor_options": dict(config.executor_options.get(config.executor, {}))}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def check_sections(config: RunConfig, registry: Any, selected_models: Sequence[str] = ()) -> None:
+    """``[datasets.NAME]``, ``[models.NAME]`` and ``[executors.NAME]`` must name something that
+    exists: a registered plugin item or one in the run's selection (sections for installed but
+    unselected plugins are fine). A misspelled section would otherwise be ignored silently."""
+    checks = (
+        ("datasets", config.dataset_options, set(registry.datasets) | set(config.datasets)),
+        ("models", config.model_options,
+         set(registry.models) | set(registry.groups) | set(config.models) | set(selected_models)),
+        ("executors", config.executor_options, set(registry.executors) | {config.executor}),
+    )
+    for section, table, known in checks:
+        for name, options in table.items():
+            if name in known:
+                continue
+            if section == "models" and ("from" in options or name.partition(":")[0] in registry.schemes):
+                continue
+            kind = section[:-1]
+            raise BenchError(
+                f"{config.source}: [{section}.{name}] names no registered {kind}.{did_you_mean(name, known)}",
+                f"known {section}: {', '.join(sorted(n for n in known if n != 'all'))}; fix the section name "
+                f"(or install the plugin that provides {name!r})")
+
+
 _RUN_KEYS = {"models", "datasets", "langs", "seeds", "metrics", "protocols", "store", "cache_dir", "report_dir",
              "executor"}
 _RUNTIME_KEYS = {f.name for f in dataclasses.fields(RuntimeSettings)}
@@ -181,8 +217,13 @@ def _seeds(value: Any) -> tuple[int, ...]:
     elif isinstance(value, str) and value.strip().isdigit():
         return _seeds(int(value))
     elif isinstance(value, Sequence) and value and all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+        negative = [v for v in value if v < 0]
+        if negative:
+            raise BenchError(f"run.seeds lists negative seed(s) {', '.join(map(str, negative))}",
+                             "seeds are integers >= 0, e.g. run.seeds = [0, 1, 2] (or a count: run.seeds = 3)")
         return tuple(dict.fromkeys(value))
-    raise BenchError(f"run.seeds must be a positive count (seeds 0..N-1) or a list of seeds, got {value!r}")
+    raise BenchError(f"run.seeds must be a positive count (seeds 0..N-1) or a list of seeds, got {value!r}",
+                     "e.g. --seeds 3, or run.seeds = [0, 1, 2] in bench.toml")
 
 
 def _merge(base: dict, extra: Mapping) -> dict:
@@ -216,9 +257,20 @@ def parse_set(assignments: Sequence[str]) -> dict:
         except tomllib.TOMLDecodeError:
             value = raw  # bare words are strings
         parts = key.strip().split(".")
+        if not all(parts):
+            raise BenchError(f"--set {item!r}: {key.strip()!r} is not a setting name", "e.g. --set train.steps=50")
         node = out
-        for part in parts[:-1]:
+        for i, part in enumerate(parts[:-1]):
             node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise BenchError(f"--set {item!r}: {'.'.join(parts[:i + 1])} was given a value, not a section",
+                                 "set keys of a section, e.g. --set train.steps=50")
+        if len(parts) == 1 and parts[0] in _TOP_SECTIONS:
+            raise BenchError(f"--set {item!r}: [{parts[0]}] is a section, not a setting",
+                             f"set one of its keys, e.g. --set {'train.steps=50' if parts[0] == 'train' else parts[0] + '.KEY=VALUE'}")
+        if isinstance(node.get(parts[-1]), dict) and not isinstance(value, dict):
+            raise BenchError(f"--set {item!r}: {key.strip()} is a section, not a setting",
+                             "set keys of a section, e.g. --set train.steps=50")
         node[parts[-1]] = value
     return out
 
@@ -230,6 +282,14 @@ def read_toml(path: Path) -> dict:
     except FileNotFoundError:
         raise BenchError(f"config file {str(path)!r} does not exist",
                          "pass an existing file with --config, or run from the directory holding bench.toml") from None
+    except IsADirectoryError:
+        raise BenchError(f"config file {str(path)!r} is a directory",
+                         f"pass the file itself, e.g. --config {Path(path) / DEFAULT_CONFIG}") from None
+    except OSError as exc:
+        raise BenchError(f"config file {str(path)!r} cannot be read: {exc.strerror or exc}",
+                         "pass a readable file with --config") from None
+    except UnicodeDecodeError as exc:
+        raise BenchError(f"{path} is not a text (TOML) file: {exc}", "pass a bench.toml with --config") from None
     except tomllib.TOMLDecodeError as exc:
         raise BenchError(f"{path} is not valid TOML: {exc}", "fix the syntax at the position given") from None
 
@@ -261,7 +321,11 @@ def load_config(
             f"Presets in {source}: {', '.join(known) or '(none)'}.",
             "define it as [presets.NAME] in bench.toml (or pass --config with the file that has it)",
         )
+    if not isinstance(presets, Mapping) or not all(isinstance(v, Mapping) for v in presets.values()):
+        raise BenchError(f"{source}: [presets] must hold tables such as [presets.NAME.run]",
+                         "see the Configuration section of the README")
     chosen = presets.get(preset_name, {})
+    _check_tables(f"{source} [presets.{preset_name}]", chosen)
     _check_keys(f"{source} [presets.{preset_name}]", chosen, _TOP_SECTIONS - {"presets"})
     merged = _merge(data, chosen)
     merged = _merge(merged, overrides or {})
@@ -269,7 +333,17 @@ def load_config(
     return _build(merged, preset_name, base_dir, source)
 
 
+def _check_tables(where: str, data: Mapping) -> None:
+    """Every top-level section must be a table (``train = 5`` or ``--set train=5`` is not)."""
+    for name in _TOP_SECTIONS - {"presets"}:
+        if name in data and not isinstance(data[name], Mapping):
+            raise BenchError(f"{where}: [{name}] must be a table of settings, got {data[name]!r}",
+                             f"set its keys, e.g. [{name}] in bench.toml or --set "
+                             f"{'train.steps=50' if name == 'train' else name + '.KEY=VALUE'}")
+
+
 def _build(data: dict, preset: str, base_dir: Path, source: str) -> RunConfig:
+    _check_tables(source, data)
     run = dict(data.get("run", {}))
     run.pop("preset", None)
     _check_keys("[run]", run, _RUN_KEYS | _RUNTIME_KEYS)

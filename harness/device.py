@@ -20,9 +20,18 @@ def resolve_device(name: str) -> torch.device:
         device = torch.device(name)
     except RuntimeError:
         raise BenchError(f"unknown device {name!r}", "use auto, cpu, cuda or cuda:N") from None
+    if device.type not in ("cpu", "cuda", "mps", "xpu"):
+        raise BenchError(f"unknown device {name!r}", "use auto, cpu, cuda or cuda:N")
     if device.type == "cuda" and not torch.cuda.is_available():
         raise BenchError(f"device {name!r} was asked for but CUDA is not available here",
                          "use --set run.device=auto (or cpu), or install a CUDA build of torch")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise BenchError(f"device {name!r} was asked for but this machine has {torch.cuda.device_count()} GPU(s)",
+                         f"use cuda:0 to cuda:{torch.cuda.device_count() - 1}, or run.device=auto")
+    if device.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise BenchError(f"device {name!r} was asked for but MPS is not available here", "use auto or cpu")
+    if device.type == "xpu" and not (hasattr(torch, "xpu") and torch.xpu.is_available()):
+        raise BenchError(f"device {name!r} was asked for but XPU is not available here", "use auto or cpu")
     return device
 
 
@@ -34,6 +43,22 @@ def resolve_precision(precision: str, device: torch.device) -> str:
     if precision == "fp16" and device.type != "cuda":
         raise BenchError("fp16 autocast needs CUDA", "use bf16 or fp32 on the CPU")
     return precision
+
+
+def check_runtime(config, registry, here: bool = False):
+    """Check the runtime settings (device, precision, executor and its options) before any
+    work, pre-training included: a setting that cannot work fails at once with one message
+    instead of failing every cell. The device is checked on this machine when cells run here
+    (the ``local`` executor) or ``here`` is set (models are pre-trained in this process); other
+    executors' cells run on their own machines. Returns the executor ``config`` asks for."""
+    if here or config.executor == "local":
+        device = resolve_device(config.runtime.device)
+        resolve_precision(config.runtime.precision, device)
+        if config.runtime.precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+            raise BenchError("run.precision='bf16' was asked for but this GPU does not support bf16",
+                             "use precision auto (fp16 with loss scaling there) or fp32")
+    spec = registry.executor(config.executor).spec
+    return spec.create(dict(config.executor_options.get(config.executor, {})), config)
 
 
 def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:

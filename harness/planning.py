@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.api import DatasetRequest, DatasetSpec, MetricSpec, ModelSpec, ProtocolSpec
-from harness.config import RunConfig
+from harness.config import RunConfig, check_sections
 from harness.errors import BenchError, did_you_mean
 from harness.matrix import Cell, cell_identity, cell_key
 from harness.plugins import Registered, Registry
@@ -81,7 +81,14 @@ def resolve_models(config: RunConfig, registry: Registry) -> dict[str, tuple[Reg
         aliases = [n for n, opts in config.model_options.items() if "from" in opts]
         model_names = sorted(set(registry.models) | set(aliases))
     model_names = registry.expand_models(model_names)
-    return {name: _resolve_model(name, config, registry) for name in model_names}
+    resolved = {name: _resolve_model(name, config, registry) for name in model_names}
+    check_sections(config, registry, model_names)
+    for name, (model, options) in resolved.items():  # declared options: typos fail before any cell
+        for key in options:
+            if model.spec.options and key not in model.spec.options:
+                raise BenchError(f"[models.{name}]: unknown option {key!r}.{did_you_mean(key, model.spec.options)}",
+                                 f"options of {name}: {', '.join(model.spec.options)}")
+    return resolved
 
 
 def resolve_protocols(config: RunConfig, registry: Registry) -> dict[str, tuple[Registered[ProtocolSpec], dict]]:

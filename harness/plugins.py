@@ -19,7 +19,7 @@ import pluggy
 
 from harness import hookspecs
 from harness.api import DatasetSpec, ExecutorSpec, MetricSpec, ModelGroup, ModelScheme, ModelSpec, ProtocolSpec
-from harness.errors import BenchError, unknown
+from harness.errors import BenchError, did_you_mean, unknown
 
 ENTRY_POINT_GROUP = "bench"
 
@@ -47,8 +47,10 @@ class Registered(Generic[T]):
 class _Register(Generic[T]):
     """The object a plugin's hook receives; calling it registers one spec."""
 
-    def __init__(self, kind: str, table: dict[str, Registered[T]], origin: Origin) -> None:
+    def __init__(self, kind: str, table: dict[str, Registered[T]], origin: Origin,
+                 conflicts: dict[tuple[str, str], str] | None = None) -> None:
         self._kind, self._table, self._origin = kind, table, origin
+        self._conflicts = conflicts if conflicts is not None else {}
 
     def __call__(self, spec: T) -> None:
         if not spec.name or any(c.isspace() for c in spec.name) or "," in spec.name:
@@ -58,17 +60,18 @@ class _Register(Generic[T]):
             )
         previous = self._table.get(spec.name)
         if previous is not None and previous.origin != self._origin:
-            raise BenchError(
+            # only the commands that use this name stop (Registry lookups raise); others warn
+            self._conflicts[(self._kind, spec.name)] = (
                 f"{self._kind} {spec.name!r} is registered twice: by {previous.origin.plugin} "
-                f"({previous.origin}) and by {self._origin.plugin} ({self._origin})",
-                "uninstall one of them or exclude one with BENCH_DISABLE_PLUGINS=NAME",
-            )
+                f"({previous.origin}) and by {self._origin.plugin} ({self._origin})")
+            return
         self._table[spec.name] = Registered(spec, self._origin)
 
 
 class ModelRegister(_Register[ModelSpec]):
-    def __init__(self, table: dict, schemes: dict, groups: dict, origin: Origin) -> None:
-        super().__init__("model", table, origin)
+    def __init__(self, table: dict, schemes: dict, groups: dict, origin: Origin,
+                 conflicts: dict | None = None) -> None:
+        super().__init__("model", table, origin, conflicts)
         self._schemes = schemes
         self._groups = groups
 
@@ -84,23 +87,23 @@ class ModelRegister(_Register[ModelSpec]):
 
 
 class DatasetRegister(_Register[DatasetSpec]):
-    def __init__(self, table: dict, origin: Origin) -> None:
-        super().__init__("dataset", table, origin)
+    def __init__(self, table: dict, origin: Origin, conflicts: dict | None = None) -> None:
+        super().__init__("dataset", table, origin, conflicts)
 
 
 class MetricRegister(_Register[MetricSpec]):
-    def __init__(self, table: dict, origin: Origin) -> None:
-        super().__init__("metric", table, origin)
+    def __init__(self, table: dict, origin: Origin, conflicts: dict | None = None) -> None:
+        super().__init__("metric", table, origin, conflicts)
 
 
 class ExecutorRegister(_Register[ExecutorSpec]):
-    def __init__(self, table: dict, origin: Origin) -> None:
-        super().__init__("executor", table, origin)
+    def __init__(self, table: dict, origin: Origin, conflicts: dict | None = None) -> None:
+        super().__init__("executor", table, origin, conflicts)
 
 
 class ProtocolRegister(_Register[ProtocolSpec]):
-    def __init__(self, table: dict, origin: Origin) -> None:
-        super().__init__("protocol", table, origin)
+    def __init__(self, table: dict, origin: Origin, conflicts: dict | None = None) -> None:
+        super().__init__("protocol", table, origin, conflicts)
 
 
 def _names_from_env(variable: str) -> set[str] | None:
@@ -125,12 +128,44 @@ class Registry:
         self.protocols: dict[str, Registered[ProtocolSpec]] = {}
         self._origins: dict[str, Origin] = {}
         self.load_errors: list[str] = []
+        #: (kind, name) -> message, for names two plugins registered; looking one up raises
+        self.conflicts: dict[tuple[str, str], str] = {}
 
     # ------------------------------------------------------------------ loading
-    def add_plugin(self, plugin: object, name: str, distribution: str = "(local)", version: str = "") -> None:
-        """Register a plugin object (module) directly; entry points go through here too."""
-        self.pm.register(plugin, name=name)
+    def _plugin_problem(self, name: str, problem: str) -> None:
+        """Record that plugin ``name`` is broken (it is skipped) and forget what it registered."""
+        if self.pm.has_plugin(name):
+            self.pm.unregister(name=name)
+        origin = self._origins.pop(name, None)
+        where = f" from {origin.distribution}" if origin is not None and origin.distribution != "(local)" else ""
+        self.load_errors.append(f"plugin {name!r}{where} {problem}. Fix or uninstall it, or set "
+                                f"BENCH_DISABLE_PLUGINS={name}; it is skipped.")
+
+    def add_plugin(self, plugin: object, name: str, distribution: str = "(local)", version: str = "") -> bool:
+        """Register a plugin object (module) directly; entry points go through here too.
+
+        A plugin whose hooks do not match the contract (an argument the hook does not have, a
+        function named like a hook that is none) is reported in ``load_errors`` and skipped;
+        returns whether it was registered."""
         self._origins[name] = Origin(name, distribution, version)
+        misspelled = sorted(attr for attr in dir(plugin) if attr.startswith("bench_register")
+                            and callable(getattr(plugin, attr, None)) and not hasattr(hookspecs, attr))
+        if misspelled:
+            known = [h for h in dir(hookspecs) if h.startswith("bench_register")]
+            suggestions = "".join(did_you_mean(m, known) for m in misspelled)
+            self._plugin_problem(name, f"defines {', '.join(misspelled)}, which is not a bench hook.{suggestions}"
+                                       f" (hooks: {', '.join(known)})")
+            return False
+        try:
+            self.pm.register(plugin, name=name)
+            for caller in self.pm.get_hookcallers(plugin) or []:
+                if not caller.has_spec():
+                    raise pluggy.PluginValidationError(plugin, f"{caller.name} is not a bench hook")
+        except Exception as exc:  # pluggy's validation (unknown hook, misnamed argument) or a clash of names
+            self._plugin_problem(name, f"does not match the plugin contract: {type(exc).__name__}: "
+                                       f"{' '.join(str(exc).split())}")
+            return False
+        return True
 
     def load_entry_points(self) -> None:
         only = _names_from_env("BENCH_PLUGINS")
@@ -152,35 +187,61 @@ class Registry:
                 continue
             self.add_plugin(plugin, ep.name, dist.name if dist else "(unknown)", dist.version if dist else "")
 
+    _HOOKS = ("bench_register_models", "bench_register_datasets", "bench_register_metrics",
+              "bench_register_executors", "bench_register_protocols")
+
     def collect(self) -> "Registry":
-        """Call every plugin's register hooks; each spec remembers which plugin gave it."""
-        hooks = ("bench_register_models", "bench_register_datasets", "bench_register_metrics",
-                 "bench_register_executors", "bench_register_protocols")
-        for hook_name in hooks:
-            for impl in getattr(self.pm.hook, hook_name).get_hookimpls():
-                origin = self._origins.get(impl.plugin_name, Origin(impl.plugin_name, "(local)", ""))
-                if hook_name == "bench_register_models":
-                    register: Any = ModelRegister(self.models, self.schemes, self.groups, origin)
-                elif hook_name == "bench_register_datasets":
-                    register = DatasetRegister(self.datasets, origin)
-                elif hook_name == "bench_register_executors":
-                    register = ExecutorRegister(self.executors, origin)
-                elif hook_name == "bench_register_protocols":
-                    register = ProtocolRegister(self.protocols, origin)
-                else:
-                    register = MetricRegister(self.metrics, origin)
-                impl.function(register=register)
+        """Call every plugin's register hooks; each spec remembers which plugin gave it.
+
+        A plugin whose hook raises is reported in ``load_errors`` and skipped: whatever it had
+        registered is taken back, so every other plugin still works."""
+        for name, _plugin in list(self.pm.list_name_plugin()):
+            if _plugin is None:
+                continue
+            origin = self._origins.get(name, Origin(name, "(local)", ""))
+            tables = ("models", "schemes", "groups", "datasets", "metrics", "executors", "protocols",
+                      "conflicts")
+            snapshot = {t: dict(getattr(self, t)) for t in tables}
+            hook_name = ""
+            try:
+                for hook_name in self._HOOKS:
+                    for impl in getattr(self.pm.hook, hook_name).get_hookimpls():
+                        if impl.plugin_name != name:
+                            continue
+                        if hook_name == "bench_register_models":
+                            register: Any = ModelRegister(self.models, self.schemes, self.groups, origin,
+                                                          self.conflicts)
+                        elif hook_name == "bench_register_datasets":
+                            register = DatasetRegister(self.datasets, origin, self.conflicts)
+                        elif hook_name == "bench_register_executors":
+                            register = ExecutorRegister(self.executors, origin, self.conflicts)
+                        elif hook_name == "bench_register_protocols":
+                            register = ProtocolRegister(self.protocols, origin, self.conflicts)
+                        else:
+                            register = MetricRegister(self.metrics, origin, self.conflicts)
+                        impl.function(register=register)
+            except Exception as exc:  # one faulty plugin must not take every command down
+                for table, saved in snapshot.items():
+                    setattr(self, table, saved)
+                detail = exc.message if isinstance(exc, BenchError) else f"{type(exc).__name__}: {exc}"
+                self._plugin_problem(name, f"failed in {hook_name}: {' '.join(str(detail).split())}")
         return self
 
     # ------------------------------------------------------------------ lookup
+    def _check_conflict(self, kind: str, name: str) -> None:
+        message = self.conflicts.get((kind, name))
+        if message is not None:
+            raise BenchError(message, "uninstall one of them or exclude one with BENCH_DISABLE_PLUGINS=NAME")
+
     def model(self, name: str) -> Registered[ModelSpec]:
+        self._check_conflict("model", name)
         if name in self.models:
             return self.models[name]
         prefix, sep, argument = name.partition(":")
         if sep and prefix in self.schemes:
             scheme = self.schemes[prefix]
             return Registered(scheme.spec.resolve(argument), scheme.origin)
-        hint = None
+        hint = "choose --models (run.models) from that list"
         if sep:
             hint = f"known model schemes: {', '.join(sorted(self.schemes)) or '(none)'} (PREFIX:ARGUMENT)"
         elif self.schemes:
@@ -199,23 +260,27 @@ class Registry:
         return out
 
     def dataset(self, name: str) -> Registered[DatasetSpec]:
+        self._check_conflict("dataset", name)
         if name not in self.datasets:
-            raise unknown("dataset", name, self.datasets)
+            raise unknown("dataset", name, self.datasets, "choose --datasets (run.datasets) from that list")
         return self.datasets[name]
 
     def executor(self, name: str) -> Registered[ExecutorSpec]:
+        self._check_conflict("executor", name)
         if name not in self.executors:
             raise unknown("executor", name, self.executors, "choose one with --executor or run.executor")
         return self.executors[name]
 
     def protocol(self, name: str) -> Registered[ProtocolSpec]:
+        self._check_conflict("protocol", name)
         if name not in self.protocols:
             raise unknown("protocol", name, self.protocols, "choose with --protocols or run.protocols")
         return self.protocols[name]
 
     def metric(self, name: str) -> Registered[MetricSpec]:
+        self._check_conflict("metric", name)
         if name not in self.metrics:
-            raise unknown("metric", name, self.metrics)
+            raise unknown("metric", name, self.metrics, "choose --metrics (run.metrics) from that list")
         return self.metrics[name]
 
     def plugin_origins(self) -> Iterable[Origin]:
@@ -247,6 +312,9 @@ def load_registry() -> Registry:
     registry.collect()
     for message in registry.load_errors:
         print(f"warning: {message}", file=sys.stderr)
+    for message in registry.conflicts.values():
+        print(f"warning: {message}; commands that use it stop. Uninstall one of them or exclude one with "
+              "BENCH_DISABLE_PLUGINS=NAME.", file=sys.stderr)
     if not registry.models and not registry.datasets:
         print(
             "warning: no bench plugins found. Install bench with `pip install -e .` so that its "

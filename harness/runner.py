@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import threading
 import time
+import traceback
 from dataclasses import dataclass
 
 from harness.cellwork import CellFailure, CellResult, CellTask
-from harness.config import RunConfig
+from harness.config import RunConfig, runtime_fingerprint
+from harness.device import check_runtime
 from harness.errors import BenchError
 from harness.planning import ALL, Plan, PlannedCell, checkpoint_path, data_request, plan_run, resolve_models
 from harness.plugins import Registry, process_registry
@@ -120,12 +122,16 @@ def execute(plan: Plan, config: RunConfig, store: ResultStore, progress: Progres
     start = time.perf_counter()
     keys = [c.key for c in plan.cells]
     done = store.done_keys(keys)
-    failed_before = {f.key for f in store.failures(keys)}
+    runtime = runtime_fingerprint(config)  # a failure under another runtime does not stick
+    failed_before = {f.key for f in store.failures(keys) if f.runtime in ("", runtime)}
     pending = [c for c in plan.cells if c.key not in done and (retry_failed or c.key not in failed_before)]
     skipped_failed = sum(1 for c in plan.cells if c.key not in done and c.key in failed_before and not retry_failed)
     if progress:
         progress.log(f"{len(plan.cells)} cells planned, {len(done)} already in {store.path}, {len(pending)} to compute"
                      + (f", {skipped_failed} failed before (not retried; use --retry-failed)" if skipped_failed else ""))
+    registry = registry or process_registry()
+    # runtime settings (device, precision, executor and its options) fail here, before any work
+    executor = check_runtime(config, registry, here=any(p.model.spec.prepare is not None for p in pending))
     # a missing checkpoint or data: every problem is found before computing anything
     problems = check_inputs(pending, config)
     unusable: list[CellFailure] = []
@@ -136,17 +142,14 @@ def execute(plan: Plan, config: RunConfig, store: ResultStore, progress: Progres
         if exc is not None:
             c = planned.cell
             store.record_failure(planned.key, model=c.model, dataset=c.dataset, language=c.language, seed=c.seed,
-                                 kind="user", message=exc.message, detail=exc.hint or "")
+                                 kind="user", message=exc.message, detail=exc.hint or "", runtime=runtime)
             unusable.append(CellFailure(planned.key, c, "user", exc.message, exc.hint or ""))
             if progress:
                 progress.log(f"FAILED {c.label()}: {exc.message}")
     pending = [p for p in pending if p.key not in problems]
 
-    registry = registry or process_registry()
     # models made here (pre-trained, say) are made once, in this process, before any cell
     prepare_models(((p.model.spec, p.model_options) for p in pending), config, registry, progress)
-    executor_spec = registry.executor(config.executor).spec
-    executor = executor_spec.create(config.executor_options.get(config.executor, {}), config)
     heartbeat = _Heartbeat(store)
     heartbeat.start()
     counts = {"computed": 0, "others": 0}
@@ -169,8 +172,6 @@ def execute(plan: Plan, config: RunConfig, store: ResultStore, progress: Progres
                           metrics=result.metrics, record=result.record, hypotheses=result.hypotheses,
                           duration_s=result.duration_s)
             except Exception as exc:  # a store problem fails this cell, never the matrix
-                import traceback
-
                 result = CellFailure(result.key, c, "error",
                                      f"storing the result in {store.path} failed: {type(exc).__name__}: {exc}",
                                      traceback.format_exc())
@@ -180,7 +181,8 @@ def execute(plan: Plan, config: RunConfig, store: ResultStore, progress: Progres
             line = _log_line(result)
         else:
             store.record_failure(result.key, model=c.model, dataset=c.dataset, language=c.language, seed=c.seed,
-                                 kind=result.kind, message=result.message, detail=result.detail)
+                                 kind=result.kind, message=result.message, detail=result.detail,
+                                 runtime=runtime)
             failures.append(result)
             line = f"FAILED {c.label()}: {result.message}"
         with heartbeat.lock:

@@ -11,7 +11,6 @@ blank plateau outputs (almost) nothing, and reports must say so rather than rank
 from __future__ import annotations
 
 import math
-import sqlite3
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
@@ -73,10 +72,8 @@ def fill_scores(store, cells: Sequence, metrics: Sequence[MetricSpec]) -> tuple[
         merged = {split: {**cell.metrics.get(split, {}), **scores.get(split, {})} for split in cell.metrics}
         record = {**cell.record, "metric_versions": {**cell.record.get("metric_versions", {}), **versions},
                   "outputs": summary}
-        try:
+        if not getattr(store, "readonly", False):  # a store opened read-only: report from memory
             store.update_scores(cell.key, merged, record)
-        except sqlite3.OperationalError:  # a read-only store: report from memory
-            pass
         out.append(replace(cell, metrics=merged, record=record))
         filled += bool(todo)
     return out, filled

@@ -12,11 +12,13 @@ in a ``failures`` table with their error, and retried only when asked.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import socket
 import sqlite3
 import time
+import urllib.parse
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -25,7 +27,8 @@ from typing import Any
 
 from harness.errors import BenchError
 
-SCHEMA_VERSION = 2
+#: 3: failures record the runtime (device, precision, executor) they happened under
+SCHEMA_VERSION = 3
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS cells (
@@ -66,9 +69,12 @@ CREATE TABLE IF NOT EXISTS failures (
     message    TEXT NOT NULL,
     detail     TEXT NOT NULL,   -- hint or traceback
     attempts   INTEGER NOT NULL,
-    failed_at  REAL NOT NULL
+    failed_at  REAL NOT NULL,
+    runtime    TEXT NOT NULL DEFAULT ''   -- fingerprint of how it was computed ('' = not recorded)
 );
 """
+_FAILURE_COLUMNS = "key, model, dataset, language, seed, kind, message, detail, attempts, failed_at, runtime"
+
 
 #: seconds without a heartbeat after which another host may take a claim over
 DEFAULT_LEASE_S = 600.0
@@ -96,6 +102,8 @@ class Failure:
     detail: str
     attempts: int
     failed_at: float
+    #: fingerprint of the runtime settings it failed under ("" in stores written before schema 3)
+    runtime: str = ""
 
 
 @dataclass(frozen=True)
@@ -116,29 +124,133 @@ class StoredCell:
         return self.record.get("identity", {}).get("protocol", {}).get("name", "finetune")
 
 
-class ResultStore:
-    def __init__(self, path: str | Path, owner: str | None = None) -> None:
-        self.path = Path(path)
+def _store_error(path: Path, problem: str, hint: str | None = None) -> BenchError:
+    return BenchError(f"results store {str(path)!r} {problem}",
+                      hint or "point run.store (or --store) at a new path or an existing bench store")
+
+
+def _check_store_path(path: Path) -> None:
+    """A one-line error for a store path that cannot be a file (a directory, under a file)."""
+    if path.is_dir():
+        raise _store_error(path, "is a directory", "give a file path, e.g. --store DIR/results.sqlite")
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise _store_error(path, f"is under {str(parent)!r}, which is not a directory")
+            break
+
+
+def _is_foreign(db: sqlite3.Connection) -> str | None:
+    """Why an SQLite database is not a bench store (None when it is one, or empty)."""
+    tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    if not tables:
+        return None
+    if "meta" not in tables or "cells" not in tables:
+        return f"is an SQLite database but not a bench results store (its tables: {', '.join(sorted(tables))})"
+    row = db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+    if row is None:
+        return "is an SQLite database but not a bench results store (no schema_version in its meta table)"
+    return None
+
+
+def _guard(method):
+    """Database damage and write refusals become one-line errors naming the store."""
+
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(self.path, timeout=60)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA foreign_keys=ON")
-            with self._db:
-                self._db.executescript(_SCHEMA)
-                self._db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+            return method(self, *args, **kwargs)
         except sqlite3.DatabaseError as exc:
-            raise BenchError(f"cannot open the results store {str(self.path)!r}: {exc}",
-                             "point run.store at a writable SQLite file (a new path starts an empty store)") from None
-        version = int(self._db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0])
+            text = str(exc)
+            if isinstance(exc, sqlite3.OperationalError) and "readonly" not in text and "disk I/O" not in text:
+                raise  # locked and similar: a real runtime condition, not the user's file
+            raise _store_error(self.path, f"cannot be used: {text}",
+                               "restore it from a copy, or point --store at a new file (a new path starts an "
+                               "empty store)" if "readonly" not in text else
+                               "make the file and its directory writable, or use another --store") from None
+
+    return wrapper
+
+
+class ResultStore:
+    """The results store. ``readonly=True`` (reading commands) opens an existing store with
+    SQLite's ``mode=ro`` and changes nothing, so a store on read-only media can be reported.
+
+    A file that is not a bench store (another program's SQLite database, or no database at
+    all) is refused before anything is written to it; only a new or empty file gets the schema.
+    """
+
+    def __init__(self, path: str | Path, owner: str | None = None, readonly: bool = False) -> None:
+        self.path = Path(path)
+        self.readonly = readonly
+        _check_store_path(self.path)
+        exists = self.path.exists()
+        if readonly and not exists:
+            raise _store_error(self.path, "does not exist", "run `bench run` first (or pass --store)")
+        if readonly and self.path.stat().st_size == 0:
+            raise _store_error(self.path, "is empty: no results yet", "run `bench run` first (or pass --store)")
+        try:
+            if exists and self.path.stat().st_size > 0:
+                self._db = self._open_readonly()  # look before touching: is it ours?
+                problem = _is_foreign(self._db)
+                if problem is not None:
+                    self._db.close()
+                    raise _store_error(self.path, problem,
+                                       "bench does not write to other programs' files: pass --store with another path")
+                if not readonly:
+                    self._db.close()
+            if not readonly:
+                try:
+                    self.path.parent.mkdir(parents=True, exist_ok=True)
+                except OSError as exc:
+                    raise _store_error(self.path, f"cannot be created: {exc.strerror or exc}",
+                                       "point run.store (or --store) at a writable directory") from None
+                self._db = sqlite3.connect(self.path, timeout=60)
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute("PRAGMA foreign_keys=ON")
+                with self._db:
+                    self._db.executescript(_SCHEMA)
+                    self._db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)",
+                                     (str(SCHEMA_VERSION),))
+            version = int(self._db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0])
+        except sqlite3.DatabaseError as exc:
+            raise _store_error(self.path, f"cannot be opened: {exc}",
+                               "point run.store at a writable bench store or a new path (a new path starts an "
+                               "empty store)") from None
+        except OSError as exc:
+            raise _store_error(self.path, f"cannot be opened: {exc.strerror or exc}",
+                               "point run.store (or --store) at a writable location") from None
         if version > SCHEMA_VERSION:
             raise BenchError(f"results store {str(self.path)!r} was written by a newer bench (schema {version})",
                              "upgrade bench, or use another run.store")
-        if version < SCHEMA_VERSION:  # the new tables were created above; nothing else changed
+        columns = {r[1] for r in self._db.execute("PRAGMA table_info(failures)")}
+        self._failure_columns = _FAILURE_COLUMNS if "runtime" in columns else _FAILURE_COLUMNS.replace(
+            ", runtime", ", ''")
+        if version < SCHEMA_VERSION and not readonly:  # new tables were created above; add new columns
             with self._db:
+                if "runtime" not in columns:
+                    self._db.execute("ALTER TABLE failures ADD COLUMN runtime TEXT NOT NULL DEFAULT ''")
+                    self._failure_columns = _FAILURE_COLUMNS
                 self._db.execute("UPDATE meta SET value=? WHERE key='schema_version'", (str(SCHEMA_VERSION),))
         self.host = socket.gethostname()
         self.owner = owner or f"{self.host}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+    def _open_readonly(self) -> sqlite3.Connection:
+        uri = f"file:{urllib.parse.quote(str(self.path.resolve()))}?mode=ro"
+        if not Path(f"{self.path}-wal").exists():
+            # no connection has it open (a WAL writer keeps a -wal file): read it as immutable,
+            # which creates no -wal/-shm files beside it (a read-only directory, or another
+            # program's database, stays exactly as it was)
+            uri += "&immutable=1"
+        db = sqlite3.connect(uri, uri=True, timeout=60)
+        try:
+            db.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
+        except sqlite3.OperationalError:
+            # a WAL database in a directory we cannot write (no -shm file to make): read it as
+            # immutable, which needs no lock files
+            db.close()
+            db = sqlite3.connect(uri + "&immutable=1", uri=True, timeout=60)
+        return db
 
     def close(self) -> None:
         self._db.close()
@@ -149,11 +261,13 @@ class ResultStore:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    @_guard
     def done_keys(self, keys: Iterable[str] | None = None) -> set[str]:
         rows = self._db.execute("SELECT key FROM cells").fetchall()
         found = {r[0] for r in rows}
         return found if keys is None else found & set(keys)
 
+    @_guard
     def put(
         self,
         key: str,
@@ -181,12 +295,14 @@ class ResultStore:
                 [(key, split, utt, ref, hyp) for split, rows in hypotheses.items() for utt, ref, hyp in rows],
             )
 
+    @_guard
     def update_scores(self, key: str, metrics: Mapping[str, Mapping[str, float]], record: Mapping[str, Any]) -> None:
         """Replace a stored cell's scores and record (metrics scored again from its hypotheses)."""
         with self._db:
             self._db.execute("UPDATE cells SET metrics=?, record=? WHERE key=?",
                              (json.dumps(metrics), json.dumps(record, default=str), key))
 
+    @_guard
     def cells(self, keys: Iterable[str] | None = None) -> list[StoredCell]:
         rows = self._db.execute("SELECT * FROM cells ORDER BY model, dataset, language, seed").fetchall()
         wanted = None if keys is None else set(keys)
@@ -196,6 +312,7 @@ class ResultStore:
             if wanted is None or r[0] in wanted
         ]
 
+    @_guard
     def hypotheses(self, key: str, split: str) -> list[tuple[str, str, str]]:
         return self._db.execute(
             "SELECT utterance, reference, hypothesis FROM hypotheses WHERE key=? AND split=? ORDER BY utterance",
@@ -203,6 +320,7 @@ class ResultStore:
         ).fetchall()
 
     # ------------------------------------------------------------------ claims
+    @_guard
     def claim(self, key: str, lease_s: float = DEFAULT_LEASE_S) -> bool:
         """Claim ``key`` for this store object's owner; False if it is done or held by a live run."""
         now = time.time()
@@ -228,21 +346,28 @@ class ResultStore:
             self._db.executemany("UPDATE claims SET heartbeat=? WHERE key=? AND owner=?",
                                  [(time.time(), k, self.owner) for k in keys])
 
+    @_guard
     def release(self, key: str) -> None:
         with self._db:
             self._db.execute("DELETE FROM claims WHERE key=? AND owner=?", (key, self.owner))
 
     # ------------------------------------------------------------------ failures
+    @_guard
     def record_failure(self, key: str, *, model: str, dataset: str, language: str, seed: int, kind: str,
-                       message: str, detail: str) -> None:
+                       message: str, detail: str, runtime: str = "") -> None:
+        """Record that the cell failed; ``runtime`` fingerprints the runtime settings it failed
+        under, so that a rerun under other settings computes it again."""
         with self._db:
             row = self._db.execute("SELECT attempts FROM failures WHERE key=?", (key,)).fetchone()
             attempts = (row[0] if row else 0) + 1
-            self._db.execute("INSERT OR REPLACE INTO failures VALUES (?,?,?,?,?,?,?,?,?,?)",
-                             (key, model, dataset, language, seed, kind, message, detail, attempts, time.time()))
+            self._db.execute(f"INSERT OR REPLACE INTO failures ({_FAILURE_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                             (key, model, dataset, language, seed, kind, message, detail, attempts, time.time(),
+                              runtime))
             self._db.execute("DELETE FROM claims WHERE key=? AND owner=?", (key, self.owner))
 
+    @_guard
     def failures(self, keys: Iterable[str] | None = None) -> list[Failure]:
-        rows = self._db.execute("SELECT * FROM failures ORDER BY model, dataset, language, seed").fetchall()
+        rows = self._db.execute(f"SELECT {self._failure_columns} FROM failures "
+                                "ORDER BY model, dataset, language, seed").fetchall()
         wanted = None if keys is None else set(keys)
         return [Failure(*r) for r in rows if wanted is None or r[0] in wanted]

@@ -58,8 +58,12 @@ def test_a_failing_cell_is_recorded_and_the_matrix_goes_on(bench, small_config, 
 
     code, out, err = bench(*args)  # not retried unless asked
     assert code == 3 and "0 cells computed" in out and "failed before (not retried" in err
-    code, out, _ = bench("failures", "--config", str(small_config))
+    code, out, _ = bench("failures", *args[1:])  # the failures of the selected cells
     assert code == 0 and "planted failure" in out and "Traceback" in out
+    code, out, _ = bench("failures", "--config", str(small_config))  # another selection: not shown
+    assert code == 0 and "planted failure" not in out and "1 other failure(s)" in out and "--all" in out
+    code, out, _ = bench("failures", "--config", str(small_config), "--all")
+    assert code == 0 and "planted failure" in out
 
     monkeypatch.delenv("BENCH_TEST_BREAK")  # "fixed"
     code, out, err = bench(*args, "--retry-failed")

@@ -101,7 +101,7 @@ def test_unknown_names_get_did_you_mean():
         registry.metric("cre")
 
 
-def test_duplicate_names_from_two_plugins_are_refused():
+def test_duplicate_names_stop_only_the_commands_that_use_them(capsys):
     import types
 
     from harness.hookspecs import hookimpl
@@ -112,6 +112,7 @@ def test_duplicate_names_from_two_plugins_are_refused():
         @hookimpl
         def bench_register_metrics(register):
             register(MetricSpec("same", lambda r, h: 0.0))
+            register(MetricSpec(f"own-{name}", lambda r, h: 0.0))
 
         module.bench_register_metrics = bench_register_metrics
         return module
@@ -119,5 +120,86 @@ def test_duplicate_names_from_two_plugins_are_refused():
     registry = Registry()
     registry.add_plugin(make("one"), "one")
     registry.add_plugin(make("two"), "two")
-    with pytest.raises(BenchError, match="registered twice"):
-        registry.collect()
+    registry.collect()  # does not raise: only commands that use "same" stop
+    assert registry.metric("own-one") and registry.metric("own-two")
+    with pytest.raises(BenchError, match="registered twice: by one .* and by two") as info:
+        registry.metric("same")
+    assert "BENCH_DISABLE_PLUGINS" in info.value.hint
+
+
+BAD_PLUGINS = {
+    # an exception inside the register hook, after it registered something
+    "raising": """
+from harness.api import MetricSpec
+from harness.hookspecs import hookimpl
+
+@hookimpl
+def bench_register_metrics(register):
+    register(MetricSpec("half-registered", lambda r, h: 0.0))
+    raise RuntimeError("boom in the hook")
+""",
+    # a hook implementation whose argument is misnamed (pluggy refuses it at register time)
+    "misnamed-argument": """
+from harness.hookspecs import hookimpl
+
+@hookimpl
+def bench_register_metrics(registry):
+    pass
+""",
+    # a misspelled hook name, marked as a hook implementation
+    "misspelled-marked": """
+from harness.api import MetricSpec
+from harness.hookspecs import hookimpl
+
+@hookimpl
+def bench_register_metric(register):
+    register(MetricSpec("never", lambda r, h: 0.0))
+
+@hookimpl
+def bench_register_datasets(register):
+    pass
+""",
+    # a misspelled hook name, not marked (pluggy would ignore it silently)
+    "misspelled-plain": """
+def bench_register_modles(register):
+    pass
+""",
+}
+
+
+@pytest.mark.parametrize("kind", sorted(BAD_PLUGINS))
+def test_a_faulty_plugin_is_skipped_with_one_warning(kind, tmp_path, monkeypatch, bench, capsys):
+    install_fake_distribution(tmp_path, monkeypatch, "faulty_bench", BAD_PLUGINS[kind], "faulty-bench", "faulty")
+    code, out, err = bench("list", "--metrics")
+    assert code == 0 and "cer" in out
+    warnings = [line for line in err.splitlines() if "faulty" in line]
+    assert len(warnings) == 1 and "BENCH_DISABLE_PLUGINS=faulty" in warnings[0], err
+    assert "Traceback" not in err
+    registry = load_registry()
+    assert "tiny-wav2vec2" in registry.models and "cer" in registry.metrics
+    assert "half-registered" not in registry.metrics and "never" not in registry.metrics  # taken back
+    assert not registry.pm.has_plugin("faulty")
+    capsys.readouterr()
+    monkeypatch.setenv("BENCH_DISABLE_PLUGINS", "faulty")
+    code, out, err = bench("list", "--metrics")
+    assert code == 0 and "faulty" not in err
+
+
+def test_two_plugins_with_one_name_only_stop_its_users(tmp_path, monkeypatch, bench, small_config):
+    source = """
+from harness.api import MetricSpec
+from harness.hookspecs import hookimpl
+
+@hookimpl
+def bench_register_metrics(register):
+    register(MetricSpec("cer", lambda r, h: 0.0))
+"""
+    install_fake_distribution(tmp_path, monkeypatch, "clash_bench", source, "clash-bench", "clash")
+    code, out, err = bench("list", "--models")
+    assert code == 0 and "metric 'cer' is registered twice" in err and "clash" in err
+    code, out, err = bench("run", "--config", str(small_config), "--models", "tiny-wav2vec2", "--langs", "de",
+                           "--metrics", "wer", "--dry-run")
+    assert code == 0, err
+    code, out, err = bench("run", "--config", str(small_config), "--models", "tiny-wav2vec2", "--langs", "de",
+                           "--metrics", "cer", "--dry-run")
+    assert code == 2 and "error: metric 'cer' is registered twice" in err and "hint:" in err

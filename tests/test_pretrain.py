@@ -157,7 +157,8 @@ pretrain_batch_seconds = 4.0
 
     config.write_text(config.read_text().replace("pretrain_steps = 4", "pretrain_stesp = 4"))
     code, _, err = bench("run", "--config", str(config), "--models", "micro-es", "--langs", "es", "--no-progress")
-    assert code == 2 and "unknown option 'pretrain_stesp' for phonetic pre-training" in err
+    # declared options (ModelSpec.options): refused before any work, with a "did you mean"
+    assert code == 2 and "unknown option 'pretrain_stesp'. Did you mean 'pretrain_steps'" in err
 
 
 # --------------------------------------------------------------------------- phonetic pre-training

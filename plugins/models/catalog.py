@@ -21,7 +21,8 @@ from typing import Any
 from harness.api import ModelFacts, ModelGroup, ModelRequest, ModelSpec
 from harness.hookspecs import hookimpl
 
-from .hf import HF_FACTS, VERSION, HFCTCModel, _check_checkpoint, _config_kwargs, _load_checkpoint
+from .hf import (CHECKPOINT_OPTIONS, CONFIG_OPTIONS, HF_FACTS, VERSION, HFCTCModel, _check_checkpoint,
+                  _config_kwargs, _load_checkpoint)
 
 #: the 23 VoxPopuli languages (ISO 639-1, as Common Voice codes where they coincide)
 VOXPOPULI_23 = ("en", "de", "fr", "es", "pl", "it", "ro", "hu", "cs", "nl", "fi", "hr", "sk", "sl", "et", "lt",
@@ -135,7 +136,7 @@ def spec(entry: CatalogEntry) -> ModelSpec:
     if not entry.hub_id:
         return ModelSpec(entry.name, _build_random_large, VERSION,
                          "wav2vec 2.0 large architecture, random weights (no pre-training); no hub needed",
-                         entry.metadata(), facts=entry.facts())
+                         entry.metadata(), options=CONFIG_OPTIONS, facts=entry.facts())
     return ModelSpec(
         name=entry.name,
         build=lambda request: _load_checkpoint(entry.hub_id, request),
@@ -144,6 +145,7 @@ def spec(entry: CatalogEntry) -> ModelSpec:
         metadata=entry.metadata(),
         check=lambda: _check_checkpoint(entry.hub_id),
         facts=entry.facts(),
+        options=CHECKPOINT_OPTIONS,
     )
 
 

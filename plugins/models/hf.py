@@ -34,6 +34,8 @@ HF_FACTS = ModelFacts(hidden_states=True)
 CONFIG_OPTIONS = ("layerdrop", "hidden_dropout", "attention_dropout", "activation_dropout",
                   "feat_proj_dropout", "final_dropout", "mask_time_length", "mask_feature_prob",
                   "mask_feature_length")
+#: ``[models.NAME]`` options of a checkpoint loaded from the hub or a directory
+CHECKPOINT_OPTIONS = (*CONFIG_OPTIONS, "revision")
 
 
 class HFCTCModel(SpeechCTCModel):
@@ -221,6 +223,7 @@ def checkpoint_spec(ref: str) -> ModelSpec:
         metadata=metadata,
         check=lambda: _check_checkpoint(ref),
         facts=HF_FACTS,
+        options=CHECKPOINT_OPTIONS,
     )
 
 
@@ -276,6 +279,7 @@ def _tiny_spec(name: str, model_type: str) -> ModelSpec:
         description=f"tiny {model_type} (2 conv + 4 transformer layers, hidden 192), random weights; offline",
         metadata={"architecture": model_type, "pretraining": "none", "parameters": "7.3M (2.1M trainable with the encoder frozen)"},
         facts=dataclasses.replace(HF_FACTS, pretrained=False),
+        options=CONFIG_OPTIONS,
     )
 
 

@@ -28,7 +28,7 @@ from harness.api import ModelGroup, ModelRequest, ModelScheme, ModelSpec, Prepar
 from harness.errors import BenchError
 from harness.hookspecs import hookimpl
 
-from ..hf import HF_FACTS, HFCTCModel, _load_checkpoint
+from ..hf import CONFIG_OPTIONS, HF_FACTS, HFCTCModel, _load_checkpoint
 from .checkpoints import MANIFEST, Pretrained, checkpoint_dir, exclusive, read_manifest, write_checkpoint
 from .recipe import ContrastiveRecipe, PhoneticRecipe, Recipe
 
@@ -131,6 +131,7 @@ def pretrained_spec(name: str, recipe: Recipe) -> ModelSpec:
         metadata=metadata,
         prepare=lambda context: prepare(context, name, recipe),
         facts=dataclasses.replace(HF_FACTS, pretrained=True, pretraining_languages=tuple(recipe.languages)),
+        options=(*CONFIG_OPTIONS, *recipe.option_names()),
     )
 
 

@@ -67,8 +67,12 @@ def write_checkpoint(model: Any, manifest: Mapping[str, Any], directory: Path) -
     """Save ``model`` and its manifest as ``directory``, replacing what was there, atomically."""
     partial = directory.with_name(f"{directory.name}.partial-{os.getpid()}")
     shutil.rmtree(partial, ignore_errors=True)
-    save_checkpoint(model, partial)
-    (partial / MANIFEST).write_text(json.dumps(manifest, indent=1))
+    try:
+        save_checkpoint(model, partial)
+        (partial / MANIFEST).write_text(json.dumps(manifest, indent=1))
+    except BaseException:  # Ctrl-C or a full disk: nothing half-written is left behind
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
     if directory.exists():  # --force: replace the old one
         shutil.rmtree(directory)
     os.replace(partial, directory)

@@ -61,6 +61,10 @@ class Recipe:
         if not self.languages:
             raise BenchError("a pre-training recipe needs at least one language")
 
+    def option_names(self) -> tuple[str, ...]:
+        """The ``pretrain_*`` options of ``[models.NAME]`` that change this recipe."""
+        return tuple(OPTION_PREFIX + f.name for f in dataclasses.fields(self) if f.name != "languages")
+
     def with_options(self, options: Mapping[str, Any]) -> tuple[Recipe, dict[str, Any]]:
         """This recipe changed by the ``pretrain_*`` options, and the options left for fine-tuning."""
         names = [f.name for f in dataclasses.fields(self) if f.name != "languages"]

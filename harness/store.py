@@ -162,8 +162,9 @@ def _guard(method):
             return method(self, *args, **kwargs)
         except sqlite3.DatabaseError as exc:
             text = str(exc)
-            if isinstance(exc, sqlite3.OperationalError) and "readonly" not in text and "disk I/O" not in text:
-                raise  # locked and similar: a real runtime condition, not the user's file
+            if isinstance(exc, sqlite3.IntegrityError) or (
+                    isinstance(exc, sqlite3.OperationalError) and "readonly" not in text and "disk I/O" not in text):
+                raise  # a constraint, locked and similar: the caller's condition, not damage to the user's file
             raise _store_error(self.path, f"cannot be used: {text}",
                                "restore it from a copy, or point --store at a new file (a new path starts an "
                                "empty store)" if "readonly" not in text else

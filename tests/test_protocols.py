@@ -54,11 +54,20 @@ class Plain:
     pass
 
 
+def off_by_one(request):
+    from plugins.models.hf import _build_tiny
+    model = _build_tiny("wav2vec2", request)
+    exact = model.frame_lengths
+    model.frame_lengths = lambda samples: exact(samples) + 1
+    return model
+
+
 @hookimpl
 def bench_register_models(register):
     from harness.api import ModelSpec
     from plugins.models.hf import _build_tiny
     register(ModelSpec("no-hidden-states", lambda request: _build_tiny("wav2vec2", request), "1"))
+    register(ModelSpec("off-by-one", off_by_one, "1"))
 '''
 
 
@@ -118,6 +127,13 @@ def test_model_without_hidden_states_is_refused_by_superb_before_any_cell(oracle
     assert "protocol 'superb' cannot evaluate model 'no-hidden-states'" in err and "hidden_states" in err
     assert not (small_config.parent / "results.sqlite").exists() or not ResultStore(
         small_config.parent / "results.sqlite").cells()
+
+
+def test_frame_lengths_that_disagree_with_encode_fail_the_cell_naming_the_model(oracle, bench, small_config):
+    code, _, err = bench("run", "--config", str(small_config), "--models", "off-by-one", "--langs", "de")
+    assert code == 3
+    assert "HFCTCModel: frame_lengths() gives" in err and "but encode() returned" in err
+    assert "Traceback" not in err
 
 
 def test_superb_options_are_checked(bench, small_config):
@@ -208,22 +224,28 @@ def test_metric_added_after_a_run_is_scored_from_stored_hypotheses(oracle, bench
     monkeypatch.setattr(harness.cellwork, "_compute", no_training)
     code, out, err = bench("report", *args, "--set", "run.metrics=['cer','exact']")
     assert code == 0, err
-    assert "scored 2 stored cell(s)" in out
-    with ResultStore(small_config.parent / "results.sqlite") as store:
-        after = {c.key: c for c in store.cells()}
-        for cell in before:
-            rows = store.hypotheses(cell.key, "test")
-            direct = sum(r == h for _, r, h in rows) / len(rows)
-            assert after[cell.key].metrics["test"]["exact"] == direct
-            assert after[cell.key].metrics["test"]["cer"] == cell.metrics["test"]["cer"]
-            assert after[cell.key].record["metric_versions"] == {"cer": cell.record["metric_versions"]["cer"],
-                                                                 "exact": "7"}
+    assert "scored 2 stored cell(s)" in out  # reading commands score in memory: the store is opened read-only
     payload = json.loads((small_config.parent / "reports" / "matrix.json").read_text())
     assert payload["metrics"]["exact"] == {"lower_is_better": False}
     assert {r["metric"] for r in payload["summary"]} == {"cer", "exact"}
-    # run says nothing is left to compute, and scores nothing twice
+    with ResultStore(small_config.parent / "results.sqlite") as store:
+        direct = {}
+        for cell in before:
+            rows = store.hypotheses(cell.key, "test")
+            direct[cell.key] = sum(r == h for _, r, h in rows) / len(rows)
+    assert {c["key"]: c["metrics"]["test"]["exact"] for c in payload["cells"]} == direct
+
+    # bench run computes no cell and writes the new scores into the store, once
     code, out, _ = bench("run", *args, "--set", "run.metrics=['cer','exact']")
-    assert code == 0 and "0 cells computed" in out and "scored" not in out
+    assert code == 0 and "0 cells computed" in out and "scored 2 stored cell(s)" in out
+    with ResultStore(small_config.parent / "results.sqlite") as store:
+        after = {c.key: c for c in store.cells()}
+    for cell in before:
+        assert after[cell.key].metrics["test"]["exact"] == direct[cell.key]
+        assert after[cell.key].metrics["test"]["cer"] == cell.metrics["test"]["cer"]
+        assert after[cell.key].record["metric_versions"] == {"cer": cell.record["metric_versions"]["cer"], "exact": "7"}
+    code, out, _ = bench("run", *args, "--set", "run.metrics=['cer','exact']")
+    assert code == 0 and "scored" not in out
 
 
 def _summary(rows):

@@ -159,9 +159,10 @@ class Matrix:
         order = self._order(column)
         return order[0][2] if order and not order[0][0] else None
 
-    def rows(self, mark: Callable[[str], str] = lambda text: f"*{text}*") -> list[list[str]]:
-        """Table rows; the best model of each column goes through ``mark``, blank-output cells get
-        :data:`BLANK_MARK`."""
+    def rows(self, mark: Callable[[str], str] = lambda text: f"*{text}*",
+             note: Callable[[str, str], str] | None = None) -> list[list[str]]:
+        """Table rows; the best model of each column goes through ``mark``, ``note(model, column)``
+        is added after each value, blank-output cells get :data:`BLANK_MARK`."""
         out = []
         best = {column: self.best(column) for column in self.columns}
         for model in self.models:
@@ -172,6 +173,8 @@ class Matrix:
                     continue
                 mean, sd, n = self.values[(model, column)]
                 text = f"{mean:.3f} ± {sd:.3f}" if n > 1 else f"{mean:.3f}"
+                if note is not None:
+                    text += note(model, column)
                 if (model, column) in self.blank:
                     text += f" {BLANK_MARK}"
                 if best[column] == model:
@@ -404,22 +407,12 @@ def interval_rows(m: Matrix, intervals: Mapping[tuple[str, str, str, str], Inter
     for (protocol, model, dataset, lang), interval in intervals.items():
         if protocol == m.protocol:
             keyed[(model, _column(dataset, lang, set(datasets)))] = interval
-    rows = []
-    for model in m.models:
-        row = [model]
-        for column in m.columns:
-            if (model, column) not in m.values:
-                row.append("-")
-                continue
-            mean, sd, n = m.values[(model, column)]
-            text = f"{mean:.3f} ± {sd:.3f}" if n > 1 else f"{mean:.3f}"
-            interval = keyed.get((model, column))
-            text += f" {interval.text()}" if interval is not None else " [-]"
-            if (model, column) in m.blank:
-                text += f" {BLANK_MARK}"
-            row.append(text)
-        rows.append(row)
-    return rows
+
+    def note(model: str, column: str) -> str:
+        interval = keyed.get((model, column))
+        return f" {interval.text()}" if interval is not None else " [-]"
+
+    return m.rows(lambda text: text, note)
 
 
 def _caption(m: Matrix) -> str:

@@ -206,16 +206,35 @@ def check_frame_lengths(model: SpeechCTCModel, split: _Split, device, amp) -> No
         )
 
 
-def drop_unalignable(split: _Split, frames: Sequence[int]) -> int:
+def drop_unalignable(split: _Split, frames: Sequence[int], language: str) -> int:
     """Leave out training utterances with fewer frames than CTC needs for their labels (one per
-    label plus a blank between repeats); returns how many were dropped (counted as skipped)."""
+    label plus a blank between repeats); returns how many were dropped (counted as skipped).
+    None left is a user error."""
     keep = [i for i, ids in enumerate(split.labels) if len(ids) + _repeats(ids) <= frames[i]]
     dropped = len(split.labels) - len(keep)
     if dropped:
         split.skipped["shorter_than_transcript"] += dropped
         for attr in ("ids", "audio", "refs", "labels"):
             setattr(split, attr, [getattr(split, attr)[i] for i in keep])
+    if not split.ids:
+        raise BenchError(f"every training utterance for {language!r} is too short for its transcript",
+                         "check that audio and transcripts belong together")
     return dropped
+
+
+def data_facts(device, precision: str, cached: bool, vocab: Vocabulary, splits: Mapping[str, _Split]) -> dict[str, Any]:
+    """What a cell's record says about how it computed and what it trained on."""
+    train_split = splits["train"]
+    return {
+        "device": str(device),
+        "precision": precision,
+        "feature_cache": cached,
+        "vocab_size": len(vocab),
+        "train_utterances": len(train_split.ids),
+        "train_hours": sum(train_split.samples) / SAMPLING_RATE / 3600,
+        # characters outside the vocabulary: dropped from training labels, left in eval references
+        "oov_chars": {n: s.oov_chars for n, s in splits.items()},
+    }
 
 
 def fine_tune_and_evaluate(
@@ -268,24 +287,12 @@ def fine_tune_and_evaluate(
     check_frame_lengths(model, train_split, device, amp)
     use_cache = _decide_cache(runtime.feature_cache, frozen, model, train_split, device, amp)
     features = _Features(model, train_split, device, amp, use_cache)
-    if drop_unalignable(train_split, features.frames):
+    if drop_unalignable(train_split, features.frames, language):
         features = _Features(model, train_split, device, amp, use_cache)
-    if not train_split.ids:
-        raise BenchError(f"every training utterance for {language!r} is too short for its transcript",
-                         "check that audio and transcripts belong together")
 
-    info: dict[str, Any] = {
-        "device": str(device),
-        "precision": precision,
-        "feature_cache": use_cache,
-        "vocab_size": len(vocab),
-        "train_utterances": len(train_split.ids),
-        "train_hours": sum(train_split.samples) / SAMPLING_RATE / 3600,
-        # characters outside the vocabulary: dropped from training labels, left in eval references
-        "oov_chars": {n: s.oov_chars for n, s in splits.items()},
-        "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
-        "parameters": sum(p.numel() for p in model.parameters()),
-    }
+    info = data_facts(device, precision, use_cache, vocab, splits)
+    info["trainable_parameters"] = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    info["parameters"] = sum(p.numel() for p in model.parameters())
     # ---------------------------------------------------------------- fine-tuning
     if train.steps > 0:
         if use_cache:

@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from harness import train as loop
-from harness.api import (SAMPLING_RATE, CellOutcome, ModelFacts, ModelRequest, ProtocolRequest, ProtocolSpec,
+from harness.api import (CellOutcome, ModelFacts, ModelRequest, ProtocolRequest, ProtocolSpec,
                          SpeechCTCModel, frame_mask)
 from harness.batching import pad_stack
 from harness.device import autocast, resolve_device, resolve_precision, seed_everything
@@ -204,11 +204,8 @@ def run(request: ProtocolRequest) -> CellOutcome:
     loop.check_frame_lengths(upstream, train_split, device, amp)
 
     features = HiddenStates(upstream, train_split, device, amp, cached=False)
-    if loop.drop_unalignable(train_split, features.frames):
+    if loop.drop_unalignable(train_split, features.frames, request.language):
         features = HiddenStates(upstream, train_split, device, amp, cached=False)
-    if not train_split.ids:
-        raise BenchError(f"every training utterance for {request.language!r} is too short for its transcript",
-                         "check that audio and transcripts belong together")
     probe = features.one(0)
     cached = _use_cache(runtime.feature_cache, probe, features.frames)
     features.cached = cached
@@ -216,19 +213,10 @@ def run(request: ProtocolRequest) -> CellOutcome:
 
     seed_everything(seed)
     downstream = Downstream(layers, dim, len(vocab), request.options).to(device)
-    info: dict[str, Any] = {
-        "device": str(device),
-        "precision": precision,
-        "feature_cache": cached,
-        "upstream_layers": layers,
-        "upstream_dim": dim,
-        "vocab_size": len(vocab),
-        "train_utterances": len(train_split.ids),
-        "train_hours": sum(train_split.samples) / SAMPLING_RATE / 3600,
-        "oov_chars": {n: s.oov_chars for n, s in splits.items()},
-        "trainable_parameters": sum(p.numel() for p in downstream.parameters()),
-        "parameters": sum(p.numel() for p in downstream.parameters()) + sum(p.numel() for p in upstream.parameters()),
-    }
+    info = loop.data_facts(device, precision, cached, vocab, splits)
+    trainable = sum(p.numel() for p in downstream.parameters())
+    info.update(upstream_layers=layers, upstream_dim=dim, trainable_parameters=trainable,
+                parameters=trainable + sum(p.numel() for p in upstream.parameters()))
     if train.steps > 0:
         if cached:
             bar = request.progress.stage("encode", len(train_split.ids)) if request.progress else None

@@ -80,8 +80,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
             return 130
         except BenchError:
             progress.close()
-            print("the cells finished before this error are stored; fix it and run again to continue.",
-                  file=sys.stderr)
+            finished = len(store.done_keys(c.key for c in plan.cells)) - len(done)
+            if finished:
+                print(f"the {finished} cell(s) finished before this error are stored; fix it and run again "
+                      "to continue.", file=sys.stderr)
             raise
         progress.close()
         print(f"{summary.computed} cells computed, {summary.already_done} already stored "

@@ -47,8 +47,10 @@ def test_missing_checkpoint_offline(bench, small_config, ref, message):
 
 def test_missing_checkpoint_fails_before_any_cell_is_computed(bench, small_config):
     store = small_config.parent / "results.sqlite"
-    _fails(bench("run", "--config", str(small_config), "--models", "tiny-wav2vec2,hf:/no/such/dir", "--langs", "de"),
-           "/no/such/dir")
+    result = bench("run", "--config", str(small_config), "--models", "tiny-wav2vec2,hf:/no/such/dir",
+                   "--langs", "de")
+    _fails(result, "/no/such/dir")
+    assert "finished before this error" not in result[2]  # nothing ran: no talk of finished cells
     assert not store.exists() or sqlite3.connect(store).execute("SELECT count(*) FROM cells").fetchone()[0] == 0
 
 

@@ -79,6 +79,10 @@ class DatasetSpec:
     #: deterministic. It gets the request of the run's first seed and must not depend on the
     #: seed. A BenchError it raises (data missing) is reported by the check before any cell runs.
     fingerprint: Callable[[DatasetRequest], Mapping[str, Any]] | None = None
+    #: options that only say where the data lies or how to read it (a directory, a number of
+    #: decoding workers), never what it is: left out of the cell's key, so that moving the data
+    #: computes nothing again. Honoured only with a ``fingerprint``, which then names the data.
+    location_options: tuple[str, ...] = ()
 
 
 # --------------------------------------------------------------------------- models

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import hashlib
 import json
 import sys
 from collections.abc import Sequence
@@ -286,23 +287,64 @@ def _stored_cells(config: RunConfig):
     from harness.runner import plan_run
 
     plan = plan_run(config, process_registry())
-    keys = [c.key for c in plan.cells]
-    # results are keyed by their data: where it cannot be read, its cells cannot be told apart
-    unreadable = sorted({f"{c.cell.dataset}:{c.cell.language}" for c in plan.cells
-                         if "unavailable" in (c.identity.get("data") or {})})
+    readable = [c for c in plan.cells if "unavailable" not in (c.identity.get("data") or {})]
+    unreadable = [c for c in plan.cells if "unavailable" in (c.identity.get("data") or {})]
     with _existing_store(config) as store:
+        keys = [c.key for c in readable]
+        ambiguous: dict[str, int] = {}
+        if unreadable:  # results are keyed by their data: match them by the data they recorded
+            recorded, ambiguous = _recorded_data(store, unreadable)
+            keys += list(recorded)
         cells = _scored(config, store, keys)
+    if ambiguous:
+        print("warning: the data of " + ", ".join(f"{k} ({n} versions stored)" for k, n in sorted(ambiguous.items()))
+              + " cannot be read here, and which version is meant cannot be told: those results are left out "
+              "(report where the data is: release or BENCH_COMMON_VOICE set)", file=sys.stderr)
     if not cells:
+        names = sorted({f"{c.cell.dataset}:{c.cell.language}" for c in unreadable})
         raise BenchError("none of the configured cells has a result in the store yet"
-                         + (f" (the data of {', '.join(unreadable)} cannot be read here, and results are keyed by "
-                            "the data they were computed on)" if unreadable else ""),
+                         + (f" (the data of {', '.join(names)} cannot be read here, and results are keyed by "
+                            "the data they were computed on)" if names else ""),
                          "run `bench run` with the same selection first, or choose --preset/--models/--langs"
                          + ("; or run this where the data is (release or BENCH_COMMON_VOICE set)"
-                            if unreadable else ""))
-    if unreadable:
-        print(f"warning: the data of {', '.join(unreadable)} cannot be read here: its results are left out "
-              "(they are keyed by the data they were computed on)", file=sys.stderr)
-    return cells, len(keys)
+                            if names else ""))
+    return cells, len(plan.cells)
+
+
+def _recorded_data(store, planned) -> tuple[list[str], dict[str, int]]:
+    """Stored cells standing in for ``planned`` cells whose data cannot be read here: those whose
+    recorded identity is the planned one but for the data, when the store holds results of one
+    version of that dataset:language only. Returns their keys and, per dataset:language with
+    several versions stored, how many (those are left out)."""
+    from harness.matrix import canonical_json
+
+    def without_data(identity):
+        return canonical_json({k: v for k, v in identity.items() if k != "data"})
+
+    wanted = {without_data(c.identity): f"{c.cell.dataset}:{c.cell.language}" for c in planned}
+    found: dict[str, dict[str, list[str]]] = {}  # dataset:language -> data identity -> keys
+    for cell in store.cells():
+        identity = cell.record.get("identity") or {}
+        place = wanted.get(without_data(identity)) if "data" in identity else None
+        if place is not None:
+            found.setdefault(place, {}).setdefault(canonical_json(identity["data"]), []).append(cell.key)
+    keys: list[str] = []
+    ambiguous: dict[str, int] = {}
+    for place, versions in sorted(found.items()):
+        if len(versions) == 1:
+            (data, stood_in), = versions.items()
+            keys += stood_in
+            print(f"note: the data of {place} cannot be read here: its {len(stood_in)} stored result(s) are "
+                  f"reported by the data they recorded ({_data_label(data)})", file=sys.stderr)
+        else:
+            ambiguous[place] = len(versions)
+    return keys, ambiguous
+
+
+def _data_label(data_json: str) -> str:
+    data = json.loads(data_json)
+    label = data.get("release") or data.get("version") if isinstance(data, dict) else None
+    return f"release {label}" if label else "identity " + hashlib.sha256(data_json.encode()).hexdigest()[:12]
 
 
 def _cmd_report(args: argparse.Namespace) -> int:

@@ -163,6 +163,8 @@ def plan_run(config: RunConfig, registry: Registry) -> Plan:
                     "choose --langs from that list (codes as in Common Voice), or --langs all",
                 )
             data = data_fingerprint(dataset.spec, config, lang, options)  # once per language, for every seed
+            keyed_options = options if dataset.spec.fingerprint is None else {
+                k: v for k, v in options.items() if k not in dataset.spec.location_options}
             for seed in config.seeds:
                 for mname, (model, model_options) in models.items():
                     for pname, (protocol, protocol_options) in protocols.items():
@@ -173,7 +175,7 @@ def plan_run(config: RunConfig, registry: Registry) -> Plan:
                             model_metadata=model.spec.metadata,
                             model_options=model_options,
                             dataset_version=dataset.spec.version,
-                            dataset_options=options,
+                            dataset_options=keyed_options,
                             train=config.train,
                             model_facts=model.spec.facts,
                             protocol_version=protocol.spec.version,

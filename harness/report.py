@@ -331,7 +331,8 @@ def heatmap(m: Matrix, path: Path) -> Path:
     data = np.array([[m.values.get((model, c), (np.nan,))[0] for c in m.columns] for model in m.models])
     fig, ax = plt.subplots(figsize=(max(4.5, 2.4 + 0.8 * len(m.columns)), 1.2 + 0.45 * len(m.models)), dpi=110)
     cmap = "viridis_r" if m.lower_is_better else "viridis"  # the better, the brighter
-    image = ax.imshow(data, cmap=cmap, aspect="auto", vmin=0.0, vmax=max(1.0, float(np.nanmax(data))))
+    finite = data[np.isfinite(data)]
+    image = ax.imshow(data, cmap=cmap, aspect="auto", vmin=0.0, vmax=max([1.0, *finite.tolist()]))
     ax.set_xticks(range(len(m.columns)), m.columns, rotation=45, ha="right")
     ax.set_yticks(range(len(m.models)), m.models)
     for i in range(len(m.models)):

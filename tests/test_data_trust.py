@@ -125,13 +125,45 @@ def test_a_changed_sentence_or_another_release_computes_new_cells(bench, release
     assert set(_states(bench, env_config).values()) == {"to compute"}
 
 
-def test_report_where_the_data_cannot_be_read_says_so(bench, release, tmp_path):
+def test_moving_the_release_or_reading_it_with_other_workers_computes_nothing_again(bench, release, tmp_path):
     config = _config(tmp_path, release)
+    _store_planned(config)
+    moved = tmp_path / "elsewhere" / release.name
+    moved.parent.mkdir()
+    release.rename(moved)
+    config = _config(tmp_path, moved, name="moved.toml")
+    assert set(_states(bench, config).values()) == {"stored"}
+    assert set(_states(bench, config, "--set", "datasets.common_voice.decode_workers=1").values()) == {"stored"}
+    # what the data is still counts: fewer training hours are other cells
+    assert set(_states(bench, config, "--set", "datasets.common_voice.train_hours=0.003").values()) == {"to compute"}
+
+
+def test_report_where_the_data_cannot_be_read_uses_the_data_the_results_recorded(bench, release, tmp_path):
+    config = _config(tmp_path, release)
+    _store_planned(config)
+    moved = release.rename(release.parent / "elsewhere")
+    # the store alone (say, copied from the cluster): one version of each language's data is stored
+    code, out, err = bench("report", "--config", str(config))
+    assert code == 0, err
+    for lang in ("de", "ja"):
+        assert (f"the data of common_voice:{lang} cannot be read here: its 2 stored result(s) are reported by "
+                "the data they recorded (release cv-corpus-99.0-test)") in err
+    assert "4 of 4 cells have results" in out
+
+    # two versions of de stored: which one is meant cannot be told without the data, so none is used
+    moved.rename(release)
+    _edit(release / "de" / "test.tsv", SENTENCES["de"][4], "Ein Tag am Berg.")
     _store_planned(config)
     release.rename(release.parent / "elsewhere")
     code, out, err = bench("report", "--config", str(config))
-    assert code == 2
-    assert "the data of common_voice:de, common_voice:ja cannot be read here" in err and "BENCH_COMMON_VOICE" in err
+    assert code == 0, err
+    assert "common_voice:de (2 versions stored) cannot be read here" in err and "BENCH_COMMON_VOICE" in err
+    assert "2 of 4 cells have results" in out
+
+    # nothing stored under these settings at all: the error says why
+    _fails = bench("report", "--config", str(config), "--set", "train.steps=4")
+    assert _fails[0] == 2
+    assert "the data of common_voice:de, common_voice:ja cannot be read here" in _fails[2]
 
 
 def test_the_identity_names_the_release_and_hashes_the_tsv_content(release, tmp_path):

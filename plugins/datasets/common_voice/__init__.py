@@ -301,5 +301,6 @@ def bench_register_datasets(register) -> None:
             options=tuple(DEFAULTS),
             check=check,
             fingerprint=fingerprint,
+            location_options=("release", "decode_workers"),
         )
     )

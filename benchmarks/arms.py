@@ -15,7 +15,8 @@ time per update after warm-up, apart from one-off costs such as bench's feature-
 The ``args`` namespace: model, lang, seed, steps, lr, batch_seconds, eval_batch_seconds,
 train_minutes, dev_minutes, device, precision, cache_dir, scratch, trainer_sampling; optional:
 fused ("auto", "on", "off": fused Adam, for both arms alike), model_options (dict),
-data_options (dict, extra options of the synthetic dataset).
+data_options (dict, extra options of the synthetic dataset), trainer_workers (the Trainer's
+dataloader workers, default 0 as the Trainer's own default).
 """
 
 from __future__ import annotations
@@ -305,7 +306,7 @@ def run_trainer(args) -> dict:
         use_cpu=device.type == "cpu",
         bf16=precision == "bf16",
         fp16=precision == "fp16",
-        dataloader_num_workers=0,
+        dataloader_num_workers=getattr(args, "trainer_workers", 0),  # the Trainer's default: none
     )
 
     class _Clock(TrainerCallback):

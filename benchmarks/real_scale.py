@@ -304,6 +304,8 @@ def main(argv=None) -> int:
     parser.add_argument("--fused", default="on", choices=["auto", "on", "off"],
                         help="fused Adam for every arm (default on: a switch any user would set; auto: bench's "
                              "default, fused on CUDA only)")
+    parser.add_argument("--trainer-workers", type=int, default=0,
+                        help="dataloader worker processes of the Trainer arms (default 0, the Trainer's default)")
     parser.add_argument("--layerdrop", type=float, default=0.0)
     parser.add_argument("--lang", default="de")
     parser.add_argument("--seed", type=int, default=0)

@@ -164,6 +164,17 @@ def train_hours_of(dataset: str, options: Mapping[str, Any]) -> float:
     return 5.0 if dataset == "common_voice" else 0.0
 
 
+def eval_hours_of(options: Mapping[str, Any], default: float = DEFAULT_EVAL_HOURS) -> float:
+    """Dev + test hours a cell decodes, from its dataset's options when they say (Common Voice's
+    ``dev_hours``/``test_hours`` caps, 0 meaning none; synthetic's minutes), else ``default``."""
+    if "dev_minutes" in options or "test_minutes" in options:
+        return (float(options.get("dev_minutes", 0)) + float(options.get("test_minutes", 0))) / 60
+    caps = [float(options.get(k, 0)) for k in ("dev_hours", "test_hours")]
+    if all(c > 0 for c in caps):
+        return sum(caps)
+    return default
+
+
 # --------------------------------------------------------------------------- measured figures
 def measured_path(cache_dir: Path) -> Path:
     return Path(cache_dir) / "cost" / "measured.json"
@@ -247,11 +258,13 @@ class PlanCost:
         if not self.per_architecture:
             return [f"cost: not estimated: {'; '.join(self.unknown)}"]
         out = [f"estimated cost of the {self.cells} cells to compute ({steps} updates of {batch_seconds:g} s "
-               f"batches; FLOPs counted from the architectures, {DEFAULT_EVAL_HOURS:g} h of dev+test per cell):"]
+               f"batches; FLOPs counted from the architectures; dev+test as the datasets' options cap them, "
+               f"else {DEFAULT_EVAL_HOURS:g} h per cell):"]
         for arch, (n, cost) in sorted(self.per_architecture.items()):
             gpus = ", ".join(f"{cost.gpu_seconds(g, self.mfu) / 3600:.3f} GPU-h on {g.name}" for g in GPUS)
-            line = (f"  {arch} ({n} cells): {cost.flops:.3g} FLOPs per cell ({cost.update_flops:.3g} per update) "
-                    f"= {gpus}")
+            what = (f"{cost.update_flops:.3g} per update" if cost.update_flops else
+                    "forward passes only; the downstream's training is not counted")
+            line = f"  {arch} ({n} cells): {cost.flops:.3g} FLOPs per cell ({what}) = {gpus}"
             if cost.measured_seconds is not None:
                 line += f"; measured on {cost.measured_device}: {cost.measured_seconds / 3600:.3f} GPU-h"
             out.append(line)
@@ -284,14 +297,16 @@ def plan_cost(planned: Iterable[Any], steps: int, batch_seconds: float, cache_di
             unknown.add(f"protocol {p.cell.protocol} (its cost is not known here)")
             continue
         hours = train_hours_of(p.cell.dataset, p.dataset_options)
+        evaluated = eval_hours_of(p.dataset_options, eval_hours)
         key = f"{arch.name}" if p.cell.protocol == "finetune" else f"{arch.name}, {p.cell.protocol}"
-        groups.setdefault(key, []).append((arch, hours, p.cell.protocol))
+        groups.setdefault(key, []).append((arch, hours, evaluated, p.cell.protocol))
     per_arch: dict[str, tuple[int, CellCost]] = {}
     for key, items in groups.items():
-        arch, _, protocol = items[0]
-        hours = sum(h for _, h, _ in items) / len(items)
-        cost = cell_cost(arch, steps, batch_seconds, hours, eval_hours, protocol=protocol)
+        arch, protocol = items[0][0], items[0][3]
+        hours = sum(item[1] for item in items) / len(items)
+        evaluated = sum(item[2] for item in items) / len(items)
+        cost = cell_cost(arch, steps, batch_seconds, hours, evaluated, protocol=protocol)
         if protocol == "finetune":
-            cost = with_measured(cost, steps, batch_seconds, hours, eval_hours, measured)
+            cost = with_measured(cost, steps, batch_seconds, hours, evaluated, measured)
         per_arch[key] = (len(items), cost)
     return PlanCost(cells, per_arch, tuple(sorted(unknown)), mfu)

@@ -97,6 +97,7 @@ def test_dry_run_of_the_paper_preset_prints_the_study_cost(bench, tmp_path, monk
     assert "864 cells, 0 stored, 864 to compute" in out
     paper = cell_cost(LARGE, 4000, 200.0, 5.0)
     assert "estimated cost of the 864 cells to compute (4000 updates of 200 s batches" in out
+    assert "else 10 h per cell" in out
     assert f"large (864 cells): {paper.flops:.3g} FLOPs per cell ({paper.update_flops:.3g} per update)" in out
     for gpu in GPUS:
         assert f"{864 * paper.gpu_seconds(gpu) / 3600:.1f} GPU-hours on {gpu.name}" in out
@@ -127,3 +128,10 @@ def test_measured_gpu_figures_replace_the_assumption(bench, tmp_path, monkeypatc
     assert len(saved["figures"]) == 1
     out = _dry_run(bench, "--set", "train.batch_seconds=100")
     assert "measured" not in out
+
+
+def test_evaluation_hours_come_from_the_dataset_options():
+    assert cost.eval_hours_of({"dev_minutes": 1, "test_minutes": 1.5}) == pytest.approx(2.5 / 60)
+    assert cost.eval_hours_of({"dev_hours": 2, "test_hours": 3}) == 5
+    assert cost.eval_hours_of({"dev_hours": 0, "test_hours": 3}) == cost.DEFAULT_EVAL_HOURS  # 0: no cap
+    assert cost.eval_hours_of({}) == cost.DEFAULT_EVAL_HOURS

@@ -164,6 +164,12 @@ class SpeechCTCModel(torch.nn.Module, abc.ABC):
         """
         raise NotImplementedError(f"{type(self).__name__} does not provide hidden states")
 
+    def enable_gradient_checkpointing(self) -> None:
+        """Optional: recompute activations after the feature encoder during the backward pass
+        instead of keeping them (``run.gradient_checkpointing``): less memory for long clips and
+        large batches, more compute, the same numbers."""
+        raise NotImplementedError(f"{type(self).__name__} does not support gradient checkpointing")
+
     def forward(self, audio: torch.Tensor, sample_lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         lengths = self.frame_lengths(sample_lengths)
         features = self.encode(audio)

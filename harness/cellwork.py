@@ -127,6 +127,43 @@ def build_record(planned: PlannedCell, outcome: CellOutcome, data: DatasetSplits
     }
 
 
+class CellOutOfMemory(RuntimeError):
+    """Out of memory after every retry: the message names the settings to lower."""
+
+
+def out_of_memory_message(exc: BaseException, train, runtime, retries: int, configured) -> str:
+    """One paragraph for a cell that ran out of memory at its smallest micro-batch: where (device,
+    training or decoding), at which batching, and which setting to lower (``configured``: the
+    run's :class:`RunConfig`, before the retries halved its batches)."""
+    import traceback as tb
+
+    import torch
+
+    from harness.device import resolve_device
+
+    decoding = any(frame.name == "evaluate" for frame in tb.extract_tb(exc.__traceback__))
+    where = "decoding" if decoding else "training"
+    try:
+        device = resolve_device(runtime.device)
+    except BenchError:
+        device = None
+    place = str(device) if device is not None else runtime.device
+    if device is not None and device.type == "cuda":
+        props = torch.cuda.get_device_properties(device)
+        place += f" ({props.name}, {props.total_memory / 2**30:.1f} GiB)"
+    cause = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    batching = (f"{train.batch_seconds:g} s micro-batches x {train.grad_accum}" if not decoding
+                else f"{runtime.eval_batch_seconds:g} s evaluation batches")
+    setting = ("run.eval_batch_seconds" if decoding else "train.batch_seconds")
+    now = configured.runtime.eval_batch_seconds if decoding else configured.train.batch_seconds
+    advice = (f"lower run.eval_batch_seconds (now {now:g})" if decoding else
+              f"lower train.batch_seconds (now {now:g}; raise train.grad_accum by the same factor to keep the "
+              "effective batch)")
+    return (f"out of memory on {place} while {where} with {batching}, after {retries} retr"
+            f"{'y' if retries == 1 else 'ies'} (run.oom_retries = {runtime.oom_retries}): {cause} -- "
+            f"{advice}, or raise run.oom_retries; {setting} is what decides the memory a cell needs")
+
+
 def is_out_of_memory(exc: BaseException) -> bool:
     import torch
 
@@ -150,7 +187,10 @@ def compute_cell(task: CellTask, progress: Progress | None = None,
         raise
     except Exception as exc:  # a bug in bench or a plugin: keep the traceback for the report
         kind = "oom" if is_out_of_memory(exc) else "error"
-        return CellFailure(task.key, task.cell, kind, f"{type(exc).__name__}: {exc}", traceback.format_exc())
+        failure = CellFailure(task.key, task.cell, kind, f"{type(exc).__name__}: {exc}", traceback.format_exc())
+    if failure.kind == "oom":  # the next cell in this process gets the memory back
+        _free_memory()
+    return failure
 
 
 def _compute(task: CellTask, progress: Progress | None, start: float, registry: Registry) -> CellResult:
@@ -170,17 +210,21 @@ def _compute(task: CellTask, progress: Progress | None, start: float, registry: 
             outcome = planned.protocol.spec.run(request)
             break
         except Exception as exc:
-            if not is_out_of_memory(exc) or retries >= runtime.oom_retries:
+            if not is_out_of_memory(exc):
                 raise
+            if retries >= runtime.oom_retries:
+                raise CellOutOfMemory(out_of_memory_message(exc, train, runtime, retries, config)) from exc
             # the same effective batch in smaller pieces; a checkpoint of the old batching no longer fits
             retries += 1
             train = dataclasses.replace(train, batch_seconds=train.batch_seconds / 2, grad_accum=train.grad_accum * 2)
             runtime = dataclasses.replace(runtime, eval_batch_seconds=runtime.eval_batch_seconds / 2)
             checkpoint.unlink(missing_ok=True)
-            _free_memory()
             if progress:
                 progress.log(f"out of memory in {task.cell.label()}: retrying with {train.batch_seconds:g} s "
                              f"micro-batches x {train.grad_accum} (retry {retries} of {runtime.oom_retries})")
+        # outside the except block: there the exception's traceback still holds the failed attempt's
+        # tensors (model, optimizer state, activations), and nothing could be given back
+        _free_memory()
     if "test" not in outcome.splits:
         raise BenchError(f"protocol {task.cell.protocol!r} returned no test hypotheses for {task.cell.label()}",
                          "a protocol's run() must decode the test split (CellOutcome.splits['test'])")

@@ -64,6 +64,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
         print(tabulate(rows, headers=["model", "dataset", "language", "seed", "protocol", "state", "key"]))
         print(f"\n{len(plan.cells)} cells, {len(done)} stored, {len(plan.cells) - len(done)} to compute "
               f"(preset {config.preset}, {config.train.steps} updates each; store {config.store})")
+        from harness.cost import plan_cost
+
+        update_seconds = config.train.batch_seconds * config.train.grad_accum  # padded audio per update
+        estimate = plan_cost([c for c in plan.cells if c.key not in done], config.train.steps, update_seconds,
+                             config.cache_dir)
+        if estimate.cells:
+            print("\n" + "\n".join(estimate.lines(config.train.steps, update_seconds)))
         return 0
     from harness.device import check_runtime
 

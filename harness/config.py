@@ -95,6 +95,12 @@ class RuntimeSettings:
     #: on running out of (GPU) memory a cell retries with half the micro-batch and twice the
     #: accumulation (the same effective batch) this many times before it is marked failed
     oom_retries: int = 2
+    #: Adam as one fused kernel per step: "auto" (fused on CUDA; torch's default elsewhere, so CPU
+    #: results stay what they were), "on", "off"
+    fused_optimizer: str = "auto"
+    #: recompute the transformer's activations in the backward pass instead of keeping them: less
+    #: memory (long clips, large batches) for about a third more compute; the same numbers
+    gradient_checkpointing: bool = False
 
     def __post_init__(self) -> None:
         if self.precision not in {"auto", "fp32", "bf16", "fp16"}:
@@ -105,6 +111,9 @@ class RuntimeSettings:
                              "fix it in bench.toml or the --set flag")
         if self.feature_cache not in {"auto", "on", "off"}:
             raise BenchError(f"invalid setting: run.feature_cache={self.feature_cache!r}",
+                             "use one of auto, on, off")
+        if self.fused_optimizer not in {"auto", "on", "off"}:
+            raise BenchError(f"invalid setting: run.fused_optimizer={self.fused_optimizer!r}",
                              "use one of auto, on, off")
 
 

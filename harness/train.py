@@ -133,7 +133,9 @@ class _Features:
         self._cache = cache
 
     def batch(self, indices: Sequence[int], grad: bool) -> tuple[torch.Tensor, torch.Tensor]:
-        lengths = torch.tensor([self.frames[i] for i in indices], dtype=torch.long, device=self.device)
+        # made on the host and copied without waiting: a tensor made on the device from a list is
+        # a blocking copy, which stalls the host until the GPU has finished everything queued
+        lengths = torch.tensor([self.frames[i] for i in indices], dtype=torch.long).to(self.device, non_blocking=True)
         if self.cached:
             if self._cache is None:
                 with torch.no_grad(), self.amp:
@@ -280,6 +282,14 @@ def fine_tune_and_evaluate(
     encode_splits(splits, vocab, model.normalize_audio)
     eval_splits = {"dev": splits["dev"], "test": splits["test"]}
     model.to(device)
+    if runtime.gradient_checkpointing:
+        try:
+            model.enable_gradient_checkpointing()
+        except NotImplementedError:
+            name = f"{type(model).__module__}.{type(model).__qualname__}"
+            raise BenchError(f"run.gradient_checkpointing is set but model {name} does not support it",
+                             "set run.gradient_checkpointing = false, or implement "
+                             "SpeechCTCModel.enable_gradient_checkpointing in the model plugin") from None
 
     frozen = train.freeze_feature_encoder
     for p in model.feature_encoder_parameters():
@@ -293,6 +303,9 @@ def fine_tune_and_evaluate(
     info = data_facts(device, precision, use_cache, vocab, splits)
     info["trainable_parameters"] = sum(p.numel() for p in model.parameters() if p.requires_grad)
     info["parameters"] = sum(p.numel() for p in model.parameters())
+    if device.type == "cuda":  # what a cell needs, against what the GPU has (record only)
+        torch.cuda.reset_peak_memory_stats(device)
+        info["gpu_memory_mib"] = torch.cuda.get_device_properties(device).total_memory / 2**20
     # ---------------------------------------------------------------- fine-tuning
     if train.steps > 0:
         if use_cache:
@@ -303,7 +316,10 @@ def fine_tune_and_evaluate(
             info["encode_seconds"] = time.perf_counter() - encode_start
         seed_everything(seed)
         saver = Checkpointer(checkpoint, runtime.checkpoint_minutes) if checkpoint is not None else None
-        info.update(fit(model, features, train_split, train, seed, device, precision, amp, progress, saver))
+        info.update(fit(model, features, train_split, train, seed, device, precision, amp, progress, saver,
+                        fused=use_fused_optimizer(runtime.fused_optimizer, device)))
+        if device.type == "cuda":
+            info["peak_memory_mib"] = torch.cuda.max_memory_allocated(device) / 2**20
 
     # ---------------------------------------------------------------- evaluation
     results = {}
@@ -314,8 +330,16 @@ def fine_tune_and_evaluate(
         results[name] = evaluate(model, _Features(model, split, device, amp, use_cache), split, vocab, runtime, amp,
                                  metrics)
         info["eval_seconds"][name] = time.perf_counter() - eval_start
+    if device.type == "cuda":
+        info["peak_memory_mib_eval"] = torch.cuda.max_memory_allocated(device) / 2**20
     skipped = {"train": dict(train_split.skipped), **{n: dict(s.skipped) for n, s in eval_splits.items()}}
     return CellOutcome(results, vocab.symbols, info, skipped)
+
+
+def use_fused_optimizer(setting: str, device: torch.device) -> bool:
+    """``run.fused_optimizer``: auto fuses Adam on CUDA only, so CPU results stay bit-identical
+    to the for-loop implementation torch picks there."""
+    return setting == "on" or (setting == "auto" and device.type == "cuda")
 
 
 def _repeats(ids: Sequence[int]) -> int:
@@ -366,11 +390,13 @@ def _set_rng_state(state: dict[str, Any]) -> None:
 
 
 def fit(model, features, split: _Split, train: TrainSettings, seed, device, precision, amp, progress,
-         saver: Checkpointer | None = None):
+         saver: Checkpointer | None = None, fused: bool = False):
     model.train()
     named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     params = [p for _, p in named]
-    optimizer = torch.optim.Adam(params, lr=train.lr, weight_decay=train.weight_decay)
+    # fused: one kernel for the whole update instead of one per parameter tensor (or per group)
+    optimizer = torch.optim.Adam(params, lr=train.lr, weight_decay=train.weight_decay,
+                                 **({"fused": True} if fused else {}))
     scheduler = tri_stage_scheduler(optimizer, train.steps, train.warmup, train.hold)
     scaler = torch.amp.GradScaler(device.type) if precision == "fp16" else None
     budget = int(train.batch_seconds * SAMPLING_RATE)
@@ -413,8 +439,11 @@ def fit(model, features, split: _Split, train: TrainSettings, seed, device, prec
                 logits = model.head(feats, frame_mask(lengths, feats.shape[1]))
             log_probs = logits.float().log_softmax(-1).transpose(0, 1)
             targets = torch.cat([labels[i] for i in batch]).to(device, non_blocking=True)
-            target_lengths = torch.tensor([len(labels[i]) for i in batch], dtype=torch.long, device=device)
-            loss = F.ctc_loss(log_probs, targets, lengths, target_lengths, blank=0,
+            # lengths stay on the host: CTC reads them there (given device tensors it would copy them
+            # back, waiting for the GPU to finish the forward pass first)
+            target_lengths = torch.tensor([len(labels[i]) for i in batch], dtype=torch.long)
+            frame_lengths = torch.tensor([features.frames[i] for i in batch], dtype=torch.long)
+            loss = F.ctc_loss(log_probs, targets, frame_lengths, target_lengths, blank=0,
                               reduction="sum", zero_infinity=True) / chars
             (scaler.scale(loss) if scaler else loss).backward()
             running += loss.detach()

@@ -47,3 +47,34 @@ def test_protocol_speed_prints_both_protocols(cache_dir, tmp_path):
     assert all(r["updates"] == 3 and r["seconds_per_update"] > 0 for r in rows.values())
     # superb trains only its downstream, finetune the whole tiny model after the encoder
     assert rows["superb"]["trainable_parameters"] != rows["finetune"]["trainable_parameters"]
+
+
+@pytest.mark.slow
+def test_real_scale_prints_the_table_and_the_study_cost(cache_dir, tmp_path):
+    pytest.importorskip("accelerate")
+    out_json = tmp_path / "real_scale.json"
+    result = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "real_scale.py"), "--archs", "tiny", "--batch-seconds", "4",
+         "--steps", "3", "--warmup", "1", "--train-minutes", "0.3", "--dev-minutes", "0.1", "--data-path-batch", "8",
+         "--cache-dir", str(cache_dir), "--json", str(out_json)],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    for text in ("s/update (steady)", "audio s/s whole run", "bench / better Trainer arm", "GPU-hours for the matrix",
+                 "host time per update making the batch", "not a measurement"):
+        assert text in result.stdout, text
+    figures = json.loads(out_json.read_text())
+    rows = {r["arm"]: r for r in figures["rows"]}
+    assert set(rows) == {"bench", "trainer", "trainer-grouped"}
+    for r in rows.values():
+        assert r["updates"] == 3 and r["measured_updates"] == 2 and len(r["update_times"]) == 3
+        assert r["seconds_per_update"] > 0 and r["steady_audio_per_s"] > 0 and r["whole_audio_per_s"] > 0
+        assert 0 <= r["padding"] < 1 and r["peak_mib"] > 0 and 0 <= r["dev_cer"] <= 5
+        assert r["architecture"] == "tiny" and r["batch_seconds"] == 4.0 and r["precision"] == "fp32"
+    (comparison,) = figures["comparisons"]
+    best = max(rows["trainer"]["steady_audio_per_s"], rows["trainer-grouped"]["steady_audio_per_s"])
+    assert comparison["steady_ratio"] == pytest.approx(rows["bench"]["steady_audio_per_s"] / best)
+    cost = figures["cost"]
+    assert cost["paper_cells"] == 864 and cost["estimate"]["H100"]["gpu_hours_paper"] > 0
+    assert figures["data_path"][0]["trainer_host_seconds_per_update"] > 0
+    assert not (cache_dir / "cost" / "measured.json").exists()  # only CUDA runs keep their figures by default

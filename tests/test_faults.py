@@ -103,6 +103,27 @@ def test_out_of_memory_retries_with_smaller_micro_batches(bench, small_config, m
     with ResultStore(small_config.parent / "results.sqlite") as store:
         (failure,) = store.failures()
     assert failure.kind == "oom" and "out of memory" in failure.message
+    # the message says where it ran out and which setting to lower
+    assert "on cpu while training with 4 s micro-batches x 2, after 1 retry" in failure.message
+    assert "lower train.batch_seconds (now 8;" in failure.message
+
+
+def test_out_of_memory_while_decoding_names_the_evaluation_batch():
+    from harness.cellwork import out_of_memory_message
+    from harness.config import RunConfig, RuntimeSettings
+
+    def evaluate():  # where the loop decodes
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 9.00 GiB (planted)\nmore lines")
+
+    config = RunConfig()
+    try:
+        evaluate()
+    except torch.OutOfMemoryError as exc:
+        message = out_of_memory_message(exc, config.train, RuntimeSettings(device="cpu", eval_batch_seconds=15.0),
+                                        2, config)
+    assert "while decoding with 15 s evaluation batches, after 2 retries" in message
+    assert "Tried to allocate 9.00 GiB (planted) --" in message and "more lines" not in message
+    assert "lower run.eval_batch_seconds (now 60)" in message
 
 
 def test_training_resumes_exactly_from_its_checkpoint(tmp_path, monkeypatch, cache_dir):

@@ -86,6 +86,15 @@ class HFCTCModel(SpeechCTCModel):
     def frame_lengths(self, sample_lengths: torch.Tensor) -> torch.Tensor:
         return self.model._get_feat_extract_output_lengths(sample_lengths).long()
 
+    def enable_gradient_checkpointing(self) -> None:
+        # each transformer layer is recomputed in the backward pass (non-reentrant: works with the
+        # frozen encoder's outputs, which need no gradient)
+        kwargs = {"use_reentrant": False}
+        if hasattr(self.model, "activation_checkpointing_enable"):  # transformers >= 5.x's name for it
+            self.model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+        else:
+            self.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+
     def feature_encoder_parameters(self) -> Sequence[torch.nn.Parameter]:
         return list(self._base.feature_extractor.parameters())
 

@@ -160,6 +160,19 @@ def test_s3prl_hidden_states_match_hf(tmp_path):
         assert torch.allclose(hf_logits[:, :common], s3_logits[:, :common], atol=1e-4)
 
 
+def test_s3prl_upstreams_train_without_layer_drop(tmp_path):
+    """transformers 5 records hidden states only of the layers that ran, and s3prl asserts on
+    their number: bench turns an upstream's layer drop off, so fine-tuning works."""
+    s3prl_or_skip()
+    path = save_checkpoint(tmp_path / "layerdrop", layerdrop=0.9, **POST_LN)
+    model = build(f"s3prl:hf_wav2vec2_custom:{path}").train()
+    audio, lengths = audio_batch([6400, 3200])
+    features = model.encode(audio)
+    for _ in range(3):
+        logits = model.head(features, frame_mask(model.frame_lengths(torch.tensor(lengths)), features.shape[1]))
+        assert logits.shape == (2, 20, 12)
+
+
 def test_s3prl_errors():
     s3prl_or_skip()
     from plugins.models.s3prl_upstreams import s3prl_spec

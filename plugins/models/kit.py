@@ -127,10 +127,10 @@ def toolkit_missing(package: str, extra: str, install: str, cause: BaseException
     else:
         first = str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
         problem = f"{package} is installed but does not import here ({type(cause).__name__}: {first})"
-    hint = f"install the extra in a fresh environment: {install}"
+    hint = f"install the [{extra}] extra in a fresh environment: {install}"
     if works:
         hint += f" ({works})"
-    hint += f"; see README, section 'Toolkit models ({extra})'"
+    hint += "; see README, 'Toolkit models: s3prl and torchaudio'"
     return BenchError(problem, hint)
 
 

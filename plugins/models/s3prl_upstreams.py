@@ -200,6 +200,12 @@ def build_upstream(name: str, path: str | None, request: ModelRequest) -> S3PRLC
                          "checkpoint") from None
     finally:
         random.setstate(state)
+    # s3prl needs the same number of hidden states from every call; transformers 5 records a layer's
+    # output only when the layer runs, so layer drop while fine-tuning would break that
+    for module in upstream.modules():
+        config = getattr(module, "config", None)
+        if getattr(config, "layerdrop", 0.0):
+            config.layerdrop = 0.0
     if head is not None and head.in_features != upstream.hidden_sizes[-1]:
         head = None
     return S3PRLCTCModel(upstream, request.vocab_size, request.seed, request.options.get("final_dropout", 0.0), head)

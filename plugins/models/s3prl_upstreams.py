@@ -24,6 +24,7 @@ s3prl is imported only when a model is checked or built; without it (``pip insta
 
 from __future__ import annotations
 
+import logging
 import random
 import sys
 import types
@@ -78,6 +79,8 @@ def _torchaudio_compat() -> None:
 
 def _s3prl():
     """The s3prl module, or the one clear error (absent, or installed but not importable)."""
+    # s3prl warns at import about an optional upstream (espnet_hubert) whose package is absent
+    logging.getLogger("s3prl.upstream.espnet_hubert.expert").setLevel(logging.ERROR)
     try:
         _torchaudio_compat()
         import s3prl

@@ -4,8 +4,6 @@ without them they are skipped with the reason, and CI runs them in a second envi
 
 from __future__ import annotations
 
-import json
-
 import pytest
 import torch
 

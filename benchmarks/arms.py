@@ -69,9 +69,9 @@ def settings(args):
 def _build_random_base(request):
     from transformers import Wav2Vec2Config, Wav2Vec2ForCTC
 
-    from plugins.models.hf import HFCTCModel, _config_kwargs
+    from plugins.models.kit import HFCTCModel, hf_config_kwargs
 
-    config = Wav2Vec2Config(**{**BASE_CONFIG, **_config_kwargs(request)})
+    config = Wav2Vec2Config(**{**BASE_CONFIG, **hf_config_kwargs(request)})
     return HFCTCModel(Wav2Vec2ForCTC(config), normalize_audio=True)
 
 

@@ -31,9 +31,10 @@ def test_the_flop_formula_matches_what_torch_counts_on_the_tiny_model():
     from transformers import AutoModelForCTC
 
     from harness.api import ModelRequest
-    from plugins.models.hf import HFCTCModel, _config_kwargs, tiny_config
+    from plugins.models.hf import HFCTCModel, tiny_config
+    from plugins.models.kit import hf_config_kwargs
 
-    config = tiny_config("wav2vec2", **_config_kwargs(ModelRequest(vocab_size=32, blank_id=0, seed=0,
+    config = tiny_config("wav2vec2", **hf_config_kwargs(ModelRequest(vocab_size=32, blank_id=0, seed=0,
                                                                    mask_time_prob=0.0)))
     # eager attention: matmuls torch's counter sees (it has no formula for the CPU's fused kernel)
     model = HFCTCModel(AutoModelForCTC.from_config(config, attn_implementation="eager"))

@@ -19,13 +19,13 @@ BROKEN_PLUGIN = '''
 import os
 from harness.api import ModelSpec
 from harness.hookspecs import hookimpl
-from plugins.models.hf import TINY_ARCHITECTURES, _build_tiny
+from plugins.models.hf import TINY_ARCHITECTURES, build_tiny
 
 
 def build(request):
     if os.environ.get("BENCH_TEST_BREAK"):
         raise RuntimeError("planted failure in a model plugin")
-    return _build_tiny("wav2vec2", request)
+    return build_tiny("wav2vec2", request)
 
 
 @hookimpl

@@ -55,8 +55,8 @@ class Plain:
 
 
 def off_by_one(request):
-    from plugins.models.hf import _build_tiny
-    model = _build_tiny("wav2vec2", request)
+    from plugins.models.hf import build_tiny
+    model = build_tiny("wav2vec2", request)
     exact = model.frame_lengths
     model.frame_lengths = lambda samples: exact(samples) + 1
     return model
@@ -65,8 +65,8 @@ def off_by_one(request):
 @hookimpl
 def bench_register_models(register):
     from harness.api import ModelSpec
-    from plugins.models.hf import _build_tiny
-    register(ModelSpec("no-hidden-states", lambda request: _build_tiny("wav2vec2", request), "1"))
+    from plugins.models.hf import build_tiny
+    register(ModelSpec("no-hidden-states", lambda request: build_tiny("wav2vec2", request), "1"))
     register(ModelSpec("off-by-one", off_by_one, "1"))
 '''
 
@@ -164,14 +164,14 @@ def test_superb_hidden_state_cache_is_exact(downstream):
     """The cached hidden states give the same updates as computing them for every batch."""
     from harness.api import ProtocolRequest
     from harness.config import RuntimeSettings, TrainSettings
-    from plugins.models.hf import _build_tiny
+    from plugins.models.hf import build_tiny
     from plugins.protocols import superb
 
     options = {**superb.DEFAULTS, "downstream": downstream, "width": 32, "ff_dim": 64, "proj_dim": 16}
     outcomes = {}
     for setting in ("on", "off"):
         request = ProtocolRequest(
-            build_model=lambda r: _build_tiny("wav2vec2", r), data=_tiny_splits(), language="de", seed=3,
+            build_model=lambda r: build_tiny("wav2vec2", r), data=_tiny_splits(), language="de", seed=3,
             train=TrainSettings(steps=30, batch_seconds=3.0, lr=3e-3),
             runtime=RuntimeSettings(device="cpu", feature_cache=setting), options=options)
         outcomes[setting] = superb.run(request)
@@ -193,10 +193,10 @@ def test_hf_hidden_states_match_transformers_output():
     import torch
 
     from harness.api import ModelRequest, frame_mask
-    from plugins.models.hf import _build_tiny
+    from plugins.models.hf import build_tiny
 
     torch.manual_seed(0)
-    model = _build_tiny("hubert", ModelRequest(vocab_size=8, blank_id=0, seed=0)).eval()
+    model = build_tiny("hubert", ModelRequest(vocab_size=8, blank_id=0, seed=0)).eval()
     audio = torch.randn(1, 16000)
     with torch.no_grad():
         features = model.encode(audio)

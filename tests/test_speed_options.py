@@ -31,7 +31,7 @@ def test_gradient_checkpointing_gives_the_same_numbers(cache_dir):
 
 def test_gradient_checkpointing_is_refused_for_a_model_without_it(cache_dir):
     from harness.api import SpeechCTCModel
-    from plugins.models.hf import _build_tiny
+    from plugins.models.hf import build_tiny
 
     class Plain(SpeechCTCModel):  # delegates everything but checkpointing
         def __init__(self, inner):
@@ -51,7 +51,7 @@ def test_gradient_checkpointing_is_refused_for_a_model_without_it(cache_dir):
             return self.inner.feature_encoder_parameters()
 
     with pytest.raises(BenchError, match="does not support it"):
-        _cell(cache_dir, build=lambda request: Plain(_build_tiny("wav2vec2", request)), gradient_checkpointing=True)
+        _cell(cache_dir, build=lambda request: Plain(build_tiny("wav2vec2", request)), gradient_checkpointing=True)
 
 
 def test_fused_adam_is_opt_in_on_the_cpu_and_close_to_the_default(cache_dir):

@@ -21,8 +21,9 @@ from typing import Any
 from harness.api import ModelFacts, ModelGroup, ModelRequest, ModelSpec
 from harness.hookspecs import hookimpl
 
-from .hf import (CHECKPOINT_OPTIONS, CONFIG_OPTIONS, HF_FACTS, VERSION, HFCTCModel, _check_checkpoint,
-                  _config_kwargs, _load_checkpoint)
+from .hf import VERSION
+from .kit import (CHECKPOINT_OPTIONS, CONFIG_OPTIONS, HF_FACTS, HFCTCModel, check_hf_checkpoint, hf_config_kwargs,
+                  load_hf_checkpoint)
 
 #: the 23 VoxPopuli languages (ISO 639-1, as Common Voice codes where they coincide)
 VOXPOPULI_23 = ("en", "de", "fr", "es", "pl", "it", "ro", "hu", "cs", "nl", "fi", "hr", "sk", "sl", "et", "lt",
@@ -128,7 +129,7 @@ LARGE_CONFIG: Mapping[str, Any] = {
 def _build_random_large(request: ModelRequest) -> HFCTCModel:
     from transformers import Wav2Vec2Config, Wav2Vec2ForCTC
 
-    config = Wav2Vec2Config(**{**LARGE_CONFIG, **_config_kwargs(request)})
+    config = Wav2Vec2Config(**{**LARGE_CONFIG, **hf_config_kwargs(request)})
     return HFCTCModel(Wav2Vec2ForCTC(config), normalize_audio=True)
 
 
@@ -139,11 +140,11 @@ def spec(entry: CatalogEntry) -> ModelSpec:
                          entry.metadata(), options=CONFIG_OPTIONS, facts=entry.facts())
     return ModelSpec(
         name=entry.name,
-        build=lambda request: _load_checkpoint(entry.hub_id, request),
+        build=lambda request: load_hf_checkpoint(entry.hub_id, request),
         version=VERSION,
         description=f"{entry.hub_id}: {entry.pretraining_data}",
         metadata=entry.metadata(),
-        check=lambda: _check_checkpoint(entry.hub_id),
+        check=lambda: check_hf_checkpoint(entry.hub_id),
         facts=entry.facts(),
         options=CHECKPOINT_OPTIONS,
     )

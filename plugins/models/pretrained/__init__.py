@@ -28,7 +28,7 @@ from harness.api import ModelGroup, ModelRequest, ModelScheme, ModelSpec, Prepar
 from harness.errors import BenchError
 from harness.hookspecs import hookimpl
 
-from ..hf import CONFIG_OPTIONS, HF_FACTS, HFCTCModel, _load_checkpoint
+from ..kit import CONFIG_OPTIONS, HF_FACTS, HFCTCModel, load_hf_checkpoint
 from .checkpoints import MANIFEST, Pretrained, checkpoint_dir, exclusive, read_manifest, write_checkpoint
 from .recipe import ContrastiveRecipe, PhoneticRecipe, Recipe
 
@@ -106,7 +106,7 @@ def _build(name: str, recipe: Recipe, request: ModelRequest) -> HFCTCModel:
             f"run `bench pretrain --models {name}` (`bench run` does it by itself before its cells); "
             "workers on other machines need the same run.cache_dir",
         )
-    return _load_checkpoint(str(directory), request)
+    return load_hf_checkpoint(str(directory), request)
 
 
 def pretrained_spec(name: str, recipe: Recipe) -> ModelSpec:

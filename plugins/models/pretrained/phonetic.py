@@ -26,7 +26,7 @@ from harness.config import RuntimeSettings, TrainSettings
 from harness.errors import BenchError
 from harness.train import fine_tune_and_evaluate
 
-from ..hf import _build_tiny
+from ..hf import build_tiny
 from .checkpoints import Pretrained
 from .corpus import load_corpus
 from .recipe import PhoneticRecipe
@@ -88,7 +88,7 @@ def pretrain(recipe: PhoneticRecipe, data: DatasetSplits, device: str = "cpu", t
     built: list[SpeechCTCModel] = []
 
     def build(request: ModelRequest) -> SpeechCTCModel:
-        built.append(_build_tiny("wav2vec2", request))
+        built.append(build_tiny("wav2vec2", request))
         return built[-1]
 
     train = TrainSettings(steps=recipe.steps, lr=recipe.lr, warmup=recipe.warmup, hold=recipe.hold,

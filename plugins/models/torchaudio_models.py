@@ -20,6 +20,7 @@ run that names it stops before any cell with one message.
 from __future__ import annotations
 
 import json
+import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -266,7 +267,14 @@ def build_imported(path: Path, request: ModelRequest) -> TorchaudioCTCModel:
     _hf_config(path)
     original = load_hf_ctc_model(str(path), request)
     config, base = original.config, original.base_model
-    model = import_huggingface_model(base)
+    # given the base model (bench puts on its own head), torchaudio warns that no lm_head is imported
+    log = logging.getLogger(import_huggingface_model.__module__)
+    level = log.level
+    log.setLevel(logging.ERROR)
+    try:
+        model = import_huggingface_model(base)
+    finally:
+        log.setLevel(level)
     embed = getattr(base, "masked_spec_embed", None)
     return TorchaudioCTCModel(
         model, request.vocab_size, request.seed, hf_expects_normalised_audio(str(path), config),

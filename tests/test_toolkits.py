@@ -171,6 +171,27 @@ def test_s3prl_upstreams_train_without_layer_drop(tmp_path):
         assert logits.shape == (2, 20, 12)
 
 
+def test_s3prl_upstreams_mask_time_as_the_recipe_says(tmp_path):
+    """A Hugging Face upstream masks time steps by its own config while training (0.05 by default):
+    the recipe's train.mask_time_prob replaces it, as it does for hf: (with the checkpoint's 0.05
+    an s3prl fine-tune of the default recipe, which masks nothing, gave test CER 0.415 against
+    hf's 0.391; with the recipe's, 0.387)."""
+    s3prl_or_skip()
+    path = save_checkpoint(tmp_path / "masking", mask_time_prob=0.05, **POST_LN)
+    for wanted in (0.0, 0.3):
+        model = build(f"s3prl:hf_wav2vec2_custom:{path}", mask_time_prob=wanted)
+        probs = {m.config.mask_time_prob for m in model.upstream.modules() if hasattr(getattr(m, "config", None),
+                                                                                      "mask_time_prob")}
+        assert probs == {wanted}
+    model = build(f"s3prl:hf_wav2vec2_custom:{path}", mask_time_prob=0.0).train()
+    audio, lengths = audio_batch([6400, 3200])
+    features = model.encode(audio)
+    mask = frame_mask(model.frame_lengths(torch.tensor(lengths)), features.shape[1])
+    with torch.no_grad():  # nothing masked: training mode gives what evaluation gives
+        trained = model.head(features, mask)
+        assert torch.allclose(trained, model.eval().head(features, mask), atol=1e-6)
+
+
 def test_s3prl_errors():
     s3prl_or_skip()
     from plugins.models.s3prl_upstreams import s3prl_spec

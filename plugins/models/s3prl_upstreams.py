@@ -205,10 +205,14 @@ def build_upstream(name: str, path: str | None, request: ModelRequest) -> S3PRLC
         random.setstate(state)
     # s3prl needs the same number of hidden states from every call; transformers 5 records a layer's
     # output only when the layer runs, so layer drop while fine-tuning would break that
+    # and the recipe's time masking (train.mask_time_prob) replaces the checkpoint's own, as for hf:
+    # (a Hugging Face model masks by its config's mask_time_prob, 0.05 by default, while training)
     for module in upstream.modules():
         config = getattr(module, "config", None)
         if getattr(config, "layerdrop", 0.0):
             config.layerdrop = 0.0
+        if config is not None and hasattr(config, "mask_time_prob"):
+            config.mask_time_prob = request.mask_time_prob
     if head is not None and head.in_features != upstream.hidden_sizes[-1]:
         head = None
     return S3PRLCTCModel(upstream, request.vocab_size, request.seed, request.options.get("final_dropout", 0.0), head)

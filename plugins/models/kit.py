@@ -23,7 +23,6 @@
 from __future__ import annotations
 
 import hashlib
-import math
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -104,10 +103,10 @@ def capture_layer_outputs(layers: Sequence[torch.nn.Module], run: Callable[[], A
 def normalise_audio(audio: np.ndarray | torch.Tensor) -> torch.Tensor:
     """One utterance normalised to zero mean and unit variance, as the loop does for models whose
     ``normalize_audio`` is True (float32 tensor)."""
+    from harness.train import prepare_audio
+
     data = audio.detach().cpu().numpy() if isinstance(audio, torch.Tensor) else np.asarray(audio)
-    data = data.astype(np.float32, copy=False)
-    data = (data - data.mean()) / math.sqrt(float(data.var()) + 1e-7)
-    return torch.from_numpy(np.ascontiguousarray(data))
+    return prepare_audio(data, True)
 
 
 def frames_of(sample_lengths: torch.Tensor, convolutions: Sequence[tuple[int, int]]) -> torch.Tensor:

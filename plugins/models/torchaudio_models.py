@@ -217,17 +217,9 @@ class TorchaudioCTCModel(SpeechCTCModel):
         return list(self.model.feature_extractor.parameters())
 
 
-def _options(request: ModelRequest) -> dict[str, Any]:
-    unknown = sorted(set(request.options) - set(OPTIONS))
-    if unknown:
-        raise BenchError(f"unknown model option(s) {', '.join(unknown)}",
-                         f"options for torchaudio models: {', '.join(OPTIONS)}")
-    return dict(request.options)
-
-
 def build_bundle(name: str, request: ModelRequest) -> TorchaudioCTCModel:
     bundle = _bundle(name)
-    options = _options(request)
+    options = request.options  # checked against OPTIONS while planning
     model = bundle.get_model()
     model = getattr(model, "model", model)  # normalising bundles wrap the model; bench normalises itself
     return TorchaudioCTCModel(model, request.vocab_size, request.seed, bool(bundle._normalize_waveform),
@@ -237,7 +229,7 @@ def build_bundle(name: str, request: ModelRequest) -> TorchaudioCTCModel:
 
 def build_tiny(name: str, request: ModelRequest) -> TorchaudioCTCModel:
     torchaudio = _torchaudio()
-    options = _options(request)
+    options = request.options  # checked against OPTIONS while planning
     params = TINY[name]
     builder = torchaudio.models.wavlm_model if name == "tiny-wavlm" else torchaudio.models.wav2vec2_model
     model = builder(**params, aux_num_out=None)
@@ -263,7 +255,6 @@ def build_imported(path: Path, request: ModelRequest) -> TorchaudioCTCModel:
     _torchaudio()
     from torchaudio.models.wav2vec2.utils import import_huggingface_model
 
-    _options(request)
     _hf_config(path)
     original = load_hf_ctc_model(str(path), request)
     config, base = original.config, original.base_model

@@ -1,6 +1,6 @@
 """The two arms of bench's speed comparisons, shared by loop_vs_trainer.py and real_scale.py.
 
-``run_bench`` trains and decodes with bench's loop (``harness.train.fine_tune_and_evaluate``);
+``run_bench`` trains and decodes with bench's loop (``harness.engine.loop.fine_tune_and_evaluate``);
 ``run_trainer`` does the same work through ``transformers.Trainer`` written like the official
 CTC fine-tuning example (padding collator with labels padded to -100, frozen feature encoder,
 feature extractor as processing class, ``Trainer.predict`` for evaluation). Both get the same
@@ -47,7 +47,7 @@ BASE_CONFIG = {
 # --------------------------------------------------------------------------- shared set-up
 def data(args):
     from harness.api import DatasetRequest
-    from harness.config import default_cache_dir
+    from harness.plan.config import default_cache_dir
     from harness.plugins import load_registry
 
     spec = load_registry().dataset("synthetic").spec
@@ -58,7 +58,7 @@ def data(args):
 
 
 def settings(args):
-    from harness.config import RuntimeSettings, TrainSettings
+    from harness.plan.config import RuntimeSettings, TrainSettings
 
     train = TrainSettings(steps=args.steps, lr=args.lr, batch_seconds=args.batch_seconds, mask_time_prob=0.0)
     runtime = RuntimeSettings(device=args.device, precision=args.precision, checkpoint_minutes=0,
@@ -117,7 +117,7 @@ def steady_state(update_times: list[float], warmup: int) -> dict:
 
 
 class _UpdateClock:
-    """Stands in for :class:`harness.progress.Progress`: notes the time at the end of every
+    """Stands in for :class:`harness.run.progress.Progress`: notes the time at the end of every
     training update (``fit`` advances its "train" stage once per update)."""
 
     def __init__(self, device) -> None:
@@ -150,8 +150,8 @@ class _UpdateClock:
 def run_bench(args) -> dict:
     import torch
 
-    from harness.device import resolve_device
-    from harness.train import fine_tune_and_evaluate
+    from harness.engine.device import resolve_device
+    from harness.engine.loop import fine_tune_and_evaluate
 
     corpus = data(args)
     train, runtime = settings(args)
@@ -215,7 +215,7 @@ def _examples(utterances, lang, vocab, normalise: bool, max_seconds: float):
     """Normalised audio, label ids and lengths, keeping what bench's loop keeps."""
     import numpy as np
 
-    from harness.text import normalize
+    from harness.engine.text import normalize
 
     rows = {"input_values": [], "labels": [], "input_length": []}
     for utt in utterances:
@@ -251,11 +251,11 @@ def run_trainer(args) -> dict:
     from transformers.utils import logging as hf_logging
 
     from harness.api import SAMPLING_RATE, ModelRequest
-    from harness.batching import duration_batches
-    from harness.device import resolve_device, seed_everything
-    from harness.schedule import tri_stage_scheduler
-    from harness.text import build_vocabulary, greedy_decode, normalize
-    from harness.train import use_fused_optimizer
+    from harness.engine.batching import duration_batches
+    from harness.engine.device import resolve_device, seed_everything
+    from harness.engine.schedule import tri_stage_scheduler
+    from harness.engine.text import build_vocabulary, greedy_decode, normalize
+    from harness.engine.loop import use_fused_optimizer
 
     hf_logging.set_verbosity_error()
     corpus = data(args)

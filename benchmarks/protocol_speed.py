@@ -34,10 +34,10 @@ def main() -> None:
     import dataclasses
 
     from harness.api import ProtocolRequest
-    from harness.config import load_config
-    from harness.planning import dataset_request, model_cache_dir, resolve_models, resolve_protocols
+    from harness.plan.config import load_config
+    from harness.plan.planner import dataset_request, model_cache_dir, resolve_models, resolve_protocols
     from harness.plugins import load_registry
-    from harness.scoring import score
+    from harness.engine.scoring import score
 
     overrides: dict = {"run": {"models": [args.model], "protocols": ["finetune", "superb"]},
                        "train": {"steps": args.steps}}

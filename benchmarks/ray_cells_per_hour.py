@@ -33,7 +33,7 @@ steps = {steps}
 
 def _bench(config: Path, store: Path, *args: str) -> float:
     start = time.perf_counter()
-    result = subprocess.run([sys.executable, "-m", "harness.cli", "run", "--config", str(config), "--store", str(store),
+    result = subprocess.run([sys.executable, "-m", "harness.cli.main", "run", "--config", str(config), "--store", str(store),
                              "--no-progress", *args], capture_output=True, text=True, cwd=config.parent)
     if result.returncode != 0:
         raise SystemExit(f"bench run {' '.join(args)} failed:\n{result.stderr[-3000:]}")

@@ -13,7 +13,7 @@ table the spread of single updates), seconds of audio per second in the steady
 state and over the whole run (bench's one-off feature-cache pass included), padding, peak
 memory (RSS on CPU, allocated on CUDA) and dev CER; per configuration the ratio of bench's
 steady-state throughput to the better Trainer arm's. Then the study's cost: FLOPs per update
-counted from the architecture (``harness.cost``), the FLOP rate achieved here, and the
+counted from the architecture (``harness.plan.cost``), the FLOP rate achieved here, and the
 ``paper`` matrix (864 fine-tunes) in GPU-hours — from the FLOP count at an assumed MFU, and on
 CUDA from the seconds per update measured here, which are also written to
 ``<cache_dir>/cost/measured.json`` where ``bench run --dry-run`` finds them.
@@ -88,7 +88,7 @@ def _arm_args(args, arch: str, batch: float, arm: str):
 
 
 def _row(arch: str, batch: float, arm: str, figures: dict, warmup: int) -> dict:
-    from harness.cost import ARCHITECTURES, DEFAULT_UTTERANCE_SECONDS
+    from harness.plan.cost import ARCHITECTURES, DEFAULT_UTTERANCE_SECONDS
 
     steady = steady_state(figures["update_times"], warmup)
     updates = len(figures["update_times"])
@@ -127,9 +127,9 @@ def data_path(args, arch: str, batch: float, updates: int = 8) -> dict:
 
     from arms import _examples
     from harness.api import SAMPLING_RATE
-    from harness.batching import duration_batches, endless_batches, pad_stack
-    from harness.cost import ARCHITECTURES
-    from harness.text import build_vocabulary, normalize
+    from harness.engine.batching import duration_batches, endless_batches, pad_stack
+    from harness.plan.cost import ARCHITECTURES
+    from harness.engine.text import build_vocabulary, normalize
 
     one = _arm_args(args, arch, batch, "trainer")
     corpus = data(one)
@@ -184,7 +184,7 @@ def _comparisons(rows: list[dict]) -> list[dict]:
 
 
 def _cost(rows: list[dict], cache_dir: Path | None, save: bool) -> dict:
-    from harness.cost import DEFAULT_EVAL_HOURS, DEFAULT_MFU, GPUS, LARGE, cell_cost, save_measured
+    from harness.plan.cost import DEFAULT_EVAL_HOURS, DEFAULT_MFU, GPUS, LARGE, cell_cost, save_measured
 
     paper = cell_cost(LARGE, PAPER_STEPS, PAPER_BATCH, PAPER_TRAIN_HOURS)
     out = {
@@ -266,7 +266,7 @@ def _print(rows: list[dict], comparisons: list[dict], cost: dict, args) -> None:
 
 def _print_paths(paths: list[dict], archs: list[str]) -> None:
     """The host side of an update, and what it means on a GPU (a projection, labelled so)."""
-    from harness.cost import ARCHITECTURES, DEFAULT_MFU, DEFAULT_UTTERANCE_SECONDS, GPUS
+    from harness.plan.cost import ARCHITECTURES, DEFAULT_MFU, DEFAULT_UTTERANCE_SECONDS, GPUS
 
     if not paths:
         return
@@ -325,8 +325,8 @@ def main(argv=None) -> int:
 
     import torch
 
-    from harness.config import default_cache_dir
-    from harness.device import resolve_device
+    from harness.plan.config import default_cache_dir
+    from harness.engine.device import resolve_device
 
     device = resolve_device(args.device)
     _defaults(args, device.type == "cuda")

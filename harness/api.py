@@ -112,7 +112,7 @@ class PrepareContext:
     device: str = "auto"
     #: torch threads (0: torch's default)
     threads: int = 0
-    #: :class:`harness.progress.Progress` for a stage bar and log lines, or None
+    #: :class:`harness.run.progress.Progress` for a stage bar and log lines, or None
     progress: Any = None
     #: make it again even when it is already there
     force: bool = False
@@ -276,15 +276,15 @@ class ProtocolRequest:
     data: DatasetSplits
     language: str
     seed: int
-    #: :class:`harness.config.TrainSettings`: the run's recipe (steps, lr, schedule, batching)
+    #: :class:`harness.plan.config.TrainSettings`: the run's recipe (steps, lr, schedule, batching)
     train: Any
-    #: :class:`harness.config.RuntimeSettings`: device, precision, threads, caches
+    #: :class:`harness.plan.config.RuntimeSettings`: device, precision, threads, caches
     runtime: Any
     #: the protocol's options (``[protocols.NAME]`` merged over its defaults)
     options: Mapping[str, Any]
     #: the model's own options (``[models.NAME]``), for :class:`ModelRequest`
     model_options: Mapping[str, Any] = field(default_factory=dict)
-    #: :class:`harness.progress.Progress` or None
+    #: :class:`harness.run.progress.Progress` or None
     progress: Any = None
     #: file for in-cell checkpoints (resume after a kill), or None
     checkpoint: Path | None = None
@@ -328,9 +328,9 @@ class ExecutorSpec:
     """How cells get computed: in this process, on a Ray cluster, as Slurm jobs, ...
 
     ``create(options, config)`` returns an object with a method
-    ``run(tasks, on_result, progress)``: it pulls :class:`harness.cellwork.CellTask` objects from
+    ``run(tasks, on_result, progress)``: it pulls :class:`harness.run.cell.CellTask` objects from
     the ``tasks`` iterator (pulling claims the cell, so pull only when there is room to start
-    it), computes each with :func:`harness.cellwork.compute_cell` wherever it likes, and calls
+    it), computes each with :func:`harness.run.cell.compute_cell` wherever it likes, and calls
     ``on_result`` in the calling process with each result or failure as it arrives.
     """
 

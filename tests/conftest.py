@@ -34,7 +34,7 @@ def cache_dir(tmp_path_factory) -> Path:
 @pytest.fixture()
 def bench(cache_dir, capsys, monkeypatch):
     """Run the ``bench`` CLI in-process; returns (exit code, stdout, stderr)."""
-    from harness.cli import main
+    from harness.cli.main import main
 
     monkeypatch.setenv("BENCH_CACHE_DIR", str(cache_dir))
 

@@ -126,7 +126,7 @@ def _digest(root: Path) -> dict[str, str]:
 def _workspace(root: Path) -> dict[str, str]:
     """Files the cases point at: a config, a bench store, a foreign database, a damaged store,
     baselines and a few things that are none of those."""
-    from harness.store import ResultStore
+    from harness.store.results import ResultStore
 
     (root / "bench.toml").write_text(SMALL_TOML)
     (root / "notes.txt").write_text("not toml = [\n")

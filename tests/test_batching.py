@@ -1,6 +1,6 @@
 import numpy as np
 
-from harness.batching import duration_batches, endless_batches, padding_fraction
+from harness.engine.batching import duration_batches, endless_batches, padding_fraction
 
 
 def _lengths(n=500, seed=0):

@@ -1,8 +1,8 @@
 """The study's model catalog: names, metadata, groups, and behaviour without a hub."""
 
-from harness.config import load_config
+from harness.plan.config import load_config
 from harness.plugins import load_registry
-from harness.runner import plan_run
+from harness.run.runner import plan_run
 from plugins.models.catalog import CATALOG, LARGE_CONFIG
 
 STUDY = ["wav2vec2", "r-wav2vec2", "hubert", "wavlm", "unispeech", "unispeech-sat", "unispeech-ml", "xlsr-53",

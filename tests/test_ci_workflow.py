@@ -7,8 +7,8 @@ import json
 import re
 
 from conftest import REPO
-from harness.compare import load_results
-from harness.config import load_config
+from harness.report.compare import load_results
+from harness.plan.config import load_config
 
 
 def readme_workflow_commands() -> list[str]:

@@ -11,7 +11,7 @@ import soundfile as sf
 
 from harness.api import DatasetRequest
 from harness.errors import BenchError
-from harness.store import ResultStore
+from harness.store.results import ResultStore
 from plugins.datasets import common_voice as cv
 
 RATE = 48_000  # Common Voice clips are 48 kHz MP3

@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.config import TrainSettings, load_config, parse_set
+from harness.plan.config import TrainSettings, load_config, parse_set
 from harness.errors import BenchError
 
 TOML = """

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from conftest import REPO
-from harness import cost
-from harness.cost import GPUS, LARGE, TINY, architecture_of, cell_cost
+from harness.plan import cost
+from harness.plan.cost import GPUS, LARGE, TINY, architecture_of, cell_cost
 
 
 def _counted(model, frames: int) -> tuple[dict, dict]:

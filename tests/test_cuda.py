@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from harness.store import ResultStore
+from harness.store.results import ResultStore
 
 pytestmark = [
     pytest.mark.cuda,
@@ -20,9 +20,9 @@ ONE_CELL = ("--models", "tiny-wav2vec2", "--langs", "de", "--set", 'run.device="
 
 def _tiny_cell(cache_dir, precision: str, steps: int):
     from harness.api import DatasetRequest
-    from harness.config import RuntimeSettings, TrainSettings
+    from harness.plan.config import RuntimeSettings, TrainSettings
     from harness.plugins import load_registry
-    from harness.train import fine_tune_and_evaluate
+    from harness.engine.loop import fine_tune_and_evaluate
 
     registry = load_registry()
     data = registry.dataset("synthetic").spec.load(DatasetRequest(
@@ -49,9 +49,9 @@ def test_mixed_precision_training_matches_fp32(cache_dir, precision):
 
 
 def test_a_real_cuda_out_of_memory_is_recovered_by_the_retry(bench, small_config, monkeypatch):
-    import harness.train
+    import harness.engine.loop
 
-    real_fit = harness.train.fit
+    real_fit = harness.engine.loop.fit
     seen = []
 
     def greedy_fit(model, features, split, train, *args, **kwargs):
@@ -66,7 +66,7 @@ def test_a_real_cuda_out_of_memory_is_recovered_by_the_retry(bench, small_config
         return real_fit(model, features, split, train, *args, **kwargs)
 
     before = torch.cuda.mem_get_info()
-    monkeypatch.setattr(harness.train, "fit", greedy_fit)
+    monkeypatch.setattr(harness.engine.loop, "fit", greedy_fit)
     code, out, err = bench("run", "--config", str(small_config), *ONE_CELL)
     assert code == 0, err
     assert seen == [8.0, 4.0] and "out of memory in tiny-wav2vec2" in err
@@ -88,8 +88,8 @@ def test_a_real_cuda_out_of_memory_is_recovered_by_the_retry(bench, small_config
 
 
 def test_local_executor_runs_one_worker_per_gpu(bench, small_config):
-    from harness.config import load_config
-    from harness.executors.local import LocalExecutor
+    from harness.plan.config import load_config
+    from harness.run.executors.local import LocalExecutor
 
     gpus = torch.cuda.device_count()
     config = load_config(small_config, overrides={"run": {"device": "cuda"}})

@@ -17,11 +17,11 @@ import numpy as np
 import pytest
 
 from harness.api import DatasetRequest, Utterance
-from harness.config import load_config
+from harness.plan.config import load_config
 from harness.errors import BenchError
 from harness.plugins import load_registry
-from harness.runner import plan_run
-from harness.store import ResultStore, StoredCell
+from harness.run.runner import plan_run
+from harness.store.results import ResultStore, StoredCell
 from plugins.datasets import common_voice as cv
 from test_common_voice import COLUMNS, COLUMNS_7, SENTENCES, make_release
 
@@ -206,8 +206,8 @@ def test_synthetic_identity_is_generator_options_and_package_versions(tmp_path):
 
 
 def test_cell_keys_of_datasets_without_a_fingerprint_do_not_change():
-    from harness.config import TrainSettings
-    from harness.matrix import Cell, cell_identity
+    from harness.plan.config import TrainSettings
+    from harness.plan.cells import Cell, cell_identity
 
     args = dict(model_version="1", model_metadata={}, model_options={}, dataset_version="1", dataset_options={},
                 train=TrainSettings())
@@ -231,7 +231,7 @@ def test_duplicate_rows_are_dropped_and_counted_in_every_split(release, tmp_path
 
 
 def test_the_training_loop_drops_repeated_utterance_ids():
-    from harness.train import _prepare
+    from harness.engine.loop import _prepare
 
     audio = np.zeros(16_000, dtype=np.float32) + 0.1
     utts = [Utterance("a", audio, "hallo"), Utterance("b", audio, "welt"), Utterance("a", audio, "hallo")]
@@ -336,7 +336,7 @@ def _cell(model: str, seed: int, skipped: dict, exhausted: bool = False) -> Stor
 
 
 def test_data_table_counts_as_in_one_cell_and_shows_requested_and_used_hours(tmp_path):
-    from harness.report import data_frame, write_reports
+    from harness.report.tables import data_frame, write_reports
 
     cells = [_cell(m, seed, {"test": {"missing_clip": 1}, "dev": {"duplicate": 2},
                              "train": {"too_long": 2 + seed}}, exhausted=True)
@@ -360,7 +360,7 @@ def test_data_table_counts_as_in_one_cell_and_shows_requested_and_used_hours(tmp
 
 
 def test_equal_medians_are_worded_as_a_tie():
-    from harness.stats import _compare
+    from harness.report.stats import _compare
 
     found = _compare("t", "All models", "left", [0.5, 0.4, 0.6], "right", [0.5, 0.3, 0.7], "cer")
     assert "same median CER (0.500)" in found.sentence and "higher" not in found.sentence

@@ -95,7 +95,7 @@ def test_empty_transcripts_and_corrupt_audio_are_skipped_and_counted(bench, smal
     code, out, err = bench("run", "--config", str(small_config), "--datasets", "baddata", "--langs", "de",
                            "--models", "tiny-wav2vec2")
     assert code == 0, err
-    from harness.store import ResultStore
+    from harness.store.results import ResultStore
 
     with ResultStore(small_config.parent / "results.sqlite") as store:
         (cell,) = store.cells()

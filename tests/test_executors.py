@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from harness.store import ResultStore
+from harness.store.results import ResultStore
 
 # one thread per cell everywhere, so every executor computes with the same arithmetic
 ONE_THREAD = ("--set", "run.threads=1", "--langs", "de")

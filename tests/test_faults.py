@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from harness.store import ResultStore
+from harness.store.results import ResultStore
 from conftest import install_fake_distribution
 
 BROKEN_PLUGIN = '''
@@ -74,9 +74,9 @@ def test_a_failing_cell_is_recorded_and_the_matrix_goes_on(bench, small_config, 
 
 
 def test_out_of_memory_retries_with_smaller_micro_batches(bench, small_config, monkeypatch):
-    import harness.train
+    import harness.engine.loop
 
-    real = harness.train.fine_tune_and_evaluate
+    real = harness.engine.loop.fine_tune_and_evaluate
     seen = []
 
     def tight_memory(build, data, language, seed, train, runtime, *args, **kwargs):
@@ -85,7 +85,7 @@ def test_out_of_memory_retries_with_smaller_micro_batches(bench, small_config, m
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB (planted)")
         return real(build, data, language, seed, train, runtime, *args, **kwargs)
 
-    monkeypatch.setattr(harness.train, "fine_tune_and_evaluate", tight_memory)
+    monkeypatch.setattr(harness.engine.loop, "fine_tune_and_evaluate", tight_memory)
     args = ("run", "--config", str(small_config), "--models", "tiny-wav2vec2", "--langs", "de")
     code, out, err = bench(*args)
     assert code == 0, err
@@ -109,8 +109,8 @@ def test_out_of_memory_retries_with_smaller_micro_batches(bench, small_config, m
 
 
 def test_out_of_memory_while_decoding_names_the_evaluation_batch():
-    from harness.cellwork import out_of_memory_message
-    from harness.config import RunConfig, RuntimeSettings
+    from harness.run.cell import out_of_memory_message
+    from harness.plan.config import RunConfig, RuntimeSettings
 
     def evaluate():  # where the loop decodes
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 9.00 GiB (planted)\nmore lines")
@@ -129,9 +129,9 @@ def test_out_of_memory_while_decoding_names_the_evaluation_batch():
 def test_training_resumes_exactly_from_its_checkpoint(tmp_path, monkeypatch, cache_dir):
     """A cell stopped right after a checkpoint ends with the numbers of an uninterrupted one."""
     from harness.api import DatasetRequest
-    from harness.config import RuntimeSettings, TrainSettings
+    from harness.plan.config import RuntimeSettings, TrainSettings
     from harness.plugins import load_registry
-    from harness.train import Checkpointer, fine_tune_and_evaluate
+    from harness.engine.loop import Checkpointer, fine_tune_and_evaluate
 
     registry = load_registry()
     data = registry.dataset("synthetic").spec.load(DatasetRequest(
@@ -172,7 +172,7 @@ def test_training_resumes_exactly_from_its_checkpoint(tmp_path, monkeypatch, cac
 
 def _bench_process(config: Path, *args: str, env_extra=None) -> subprocess.Popen:
     env = {**os.environ, **(env_extra or {})}
-    return subprocess.Popen([sys.executable, "-m", "harness.cli", "run", "--config", str(config), "--no-progress",
+    return subprocess.Popen([sys.executable, "-m", "harness.cli.main", "run", "--config", str(config), "--no-progress",
                              *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
                             cwd=config.parent)
 

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from harness.config import load_config, runtime_fingerprint
+from harness.plan.config import load_config, runtime_fingerprint
 from harness.errors import BenchError
-from harness.store import ResultStore
+from harness.store.results import ResultStore
 
 ONE_CELL = ("--models", "tiny-wav2vec2", "--langs", "de")
 
@@ -22,7 +22,7 @@ ONE_CELL = ("--models", "tiny-wav2vec2", "--langs", "de")
 @pytest.fixture(scope="module")
 def stored(tmp_path_factory, cache_dir) -> Path:
     """A store holding one computed cell (tiny-wav2vec2 on de, 3 updates), made once."""
-    from harness.cli import main
+    from harness.cli.main import main
     from conftest import SMALL_TOML
 
     root = tmp_path_factory.mktemp("stored")
@@ -91,7 +91,7 @@ def test_runtime_settings_fail_before_any_work(bench, small_config, monkeypatch)
     def no_pretraining(*args, **kwargs):  # pragma: no cover - must not be reached
         raise AssertionError("pre-training started before the runtime was checked")
 
-    monkeypatch.setattr("harness.runner.prepare_models", no_pretraining)
+    monkeypatch.setattr("harness.run.runner.prepare_models", no_pretraining)
     for args in (("--set", "run.device=cuda"), ("--set", "run.device=cuda:3"), ("--set", "run.precision=fp16"),
                  ("--set", "run.device=tpu"), ("--set", "run.executor=lcal"), ("--set", "executors.local.wrkers=2")):
         for command in ("run", "pretrain"):
@@ -105,7 +105,7 @@ def test_a_failure_under_one_runtime_does_not_block_another(bench, stored, tmp_p
     (tmp_path / "bench.toml").write_text(config_path.read_text().replace("seeds = 1", "seeds = [7]"))
     config = load_config(config_path, None, {"run": {"models": "tiny-wav2vec2", "langs": "de"}})
     from harness.plugins import load_registry
-    from harness.runner import plan_run
+    from harness.run.runner import plan_run
 
     (planned,) = plan_run(config, load_registry()).cells
     cuda = load_config(config_path, None, {"run": {"models": "tiny-wav2vec2", "langs": "de", "device": "cuda"}})

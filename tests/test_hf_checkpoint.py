@@ -2,7 +2,7 @@
 
 import pytest
 
-from harness.store import ResultStore
+from harness.store.results import ResultStore
 from plugins.models.hf import TINY_ARCHITECTURES, checkpoint_spec, tiny_config
 
 

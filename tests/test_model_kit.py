@@ -11,7 +11,7 @@ import torch
 
 from conftest import REPO
 from harness.api import ModelRequest
-from harness.device import seed_everything
+from harness.engine.device import seed_everything
 from plugins.models import kit
 
 
@@ -65,7 +65,7 @@ def test_capture_layer_outputs_and_frames_of():
 
 
 def test_normalise_audio_is_the_loops():
-    from harness.train import prepare_audio
+    from harness.engine.loop import prepare_audio
 
     audio = torch.randn(1234).numpy() * 3 + 1
     assert torch.equal(kit.normalise_audio(audio), prepare_audio(audio, True))
@@ -90,7 +90,7 @@ def test_a_missing_toolkit_stops_before_any_cell_with_one_message(bench, small_c
     assert f"pip install 'torch===2.13.0' -e '.[{package}]'" in err
     store = small_config.parent / "results.sqlite"
     if store.exists():  # planned, never computed
-        from harness.store import ResultStore
+        from harness.store.results import ResultStore
 
         with ResultStore(store) as results:
             assert not results.cells()

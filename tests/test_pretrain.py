@@ -11,11 +11,11 @@ import pytest
 import torch
 
 from harness.api import DatasetRequest, ModelRequest
-from harness.planning import model_cache_dir
-from harness.config import load_config
+from harness.plan.planner import model_cache_dir
+from harness.plan.config import load_config
 from harness.errors import BenchError
 from harness.plugins import load_registry
-from harness.prepare import prepare_context
+from harness.run.prepare_models import prepare_context
 from plugins.models.pretrained import MANIFEST, checkpoint_dir, pretrained_spec
 from plugins.models.pretrained.contrastive import chance_contrastive_loss, pretrain
 from plugins.models.pretrained.recipe import ContrastiveRecipe, PhoneticRecipe
@@ -196,8 +196,8 @@ def test_phonetic_pretraining_is_deterministic_and_learns_phones(tmp_path):
 @pytest.mark.slow
 def test_phonetic_pretraining_transfers_to_another_language(tmp_path):
     """The default matrix's claim on one cell: Spanish phonemes help Italian after 150 updates."""
-    from harness.config import RuntimeSettings, TrainSettings
-    from harness.train import fine_tune_and_evaluate
+    from harness.plan.config import RuntimeSettings, TrainSettings
+    from harness.engine.loop import fine_tune_and_evaluate
 
     config = load_config(None, None, {"run": {"cache_dir": str(tmp_path / "cache")}})
     registry = load_registry()

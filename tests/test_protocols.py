@@ -12,13 +12,13 @@ import pytest
 
 from conftest import install_fake_distribution
 from harness.api import DatasetSplits, Utterance
-from harness.store import ResultStore
+from harness.store.results import ResultStore
 
 ORACLE_SOURCE = '''
 from harness.api import CellOutcome, ProtocolSpec, SplitOutput
 from harness.errors import BenchError
 from harness.hookspecs import hookimpl
-from harness.text import normalize
+from harness.engine.text import normalize
 
 
 def run(request):
@@ -163,7 +163,7 @@ def _tiny_splits() -> DatasetSplits:
 def test_superb_hidden_state_cache_is_exact(downstream):
     """The cached hidden states give the same updates as computing them for every batch."""
     from harness.api import ProtocolRequest
-    from harness.config import RuntimeSettings, TrainSettings
+    from harness.plan.config import RuntimeSettings, TrainSettings
     from plugins.models.hf import build_tiny
     from plugins.protocols import superb
 
@@ -216,12 +216,12 @@ def test_metric_added_after_a_run_is_scored_from_stored_hypotheses(oracle, bench
         before = store.cells()
     assert all("exact" not in c.metrics["test"] for c in before)
 
-    import harness.cellwork
+    import harness.run.cell
 
     def no_training(*a, **k):
         raise AssertionError("a cell was computed again")
 
-    monkeypatch.setattr(harness.cellwork, "_compute", no_training)
+    monkeypatch.setattr(harness.run.cell, "_compute", no_training)
     code, out, err = bench("report", *args, "--set", "run.metrics=['cer','exact']")
     assert code == 0, err
     assert "scored 2 stored cell(s)" in out  # reading commands score in memory: the store is opened read-only
@@ -255,7 +255,7 @@ def _summary(rows):
 
 
 def test_rankings_honour_direction_and_never_crown_blank_output():
-    from harness.report import matrix, rankings
+    from harness.report.tables import matrix, rankings
 
     rows = [
         # WER of a blank model (1.000) is below that of trained models that insert words (1.01, 1.02)

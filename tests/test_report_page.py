@@ -13,10 +13,10 @@ import jiwer
 import numpy as np
 import pytest
 
-from harness.bootstrap import cer_interval, char_edits, mean_interval, rng_seed
-from harness.report import write_reports
-from harness.report_facts import diff_html, diff_markdown, distinct, sample_ids
-from harness.store import StoredCell
+from harness.report.bootstrap import cer_interval, char_edits, mean_interval, rng_seed
+from harness.report.tables import write_reports
+from harness.report.facts import diff_html, diff_markdown, distinct, sample_ids
+from harness.store.results import StoredCell
 
 ALPHABET = "abcdefghijklmnopqrstuvwxyz"
 

@@ -5,7 +5,7 @@ import sqlite3
 
 import pytest
 
-from harness.store import ResultStore
+from harness.store.results import ResultStore
 
 
 def _store(config):

@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from harness.schedule import tri_stage_factor, tri_stage_scheduler
+from harness.engine.schedule import tri_stage_factor, tri_stage_scheduler
 
 
 def test_tri_stage_shape_10_40_50():

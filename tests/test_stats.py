@@ -5,7 +5,7 @@ import pytest
 import scikit_posthocs as sp
 from scipy import stats
 
-from harness.stats import (family_tests, per_language_tests, posthoc_matrix, pretraining_tests,
+from harness.report.stats import (family_tests, per_language_tests, posthoc_matrix, pretraining_tests,
                            related_pretraining_tests)
 
 # 3 models x 2 languages x 4 seeds, fixed numbers

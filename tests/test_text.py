@@ -1,4 +1,4 @@
-from harness.text import BLANK, Vocabulary, build_vocabulary, greedy_decode, normalize
+from harness.engine.text import BLANK, Vocabulary, build_vocabulary, greedy_decode, normalize
 
 
 def test_normalize_cased_latin_drops_punctuation_keeps_inner_apostrophe():

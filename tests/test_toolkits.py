@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from harness.api import ModelRequest, frame_mask
-from harness.device import seed_everything
+from harness.engine.device import seed_everything
 from harness.errors import BenchError
-from harness.store import ResultStore
+from harness.store.results import ResultStore
 
 pytestmark = pytest.mark.toolkits
 pytest.importorskip("torchaudio", reason="needs the torchaudio extra: pip install 'torch===2.13.0' -e '.[torchaudio]'")
@@ -44,8 +44,8 @@ def build(name, vocab_size=12, seed=1, mask_time_prob=0.05):
 
 def states(model, audio, lengths):
     """hidden_states of a batch as the loop feeds it (normalised as the model asks, zero-padded)."""
-    from harness.batching import pad_stack
-    from harness.train import prepare_audio
+    from harness.engine.batching import pad_stack
+    from harness.engine.loop import prepare_audio
 
     clips = [prepare_audio(a[:n].numpy(), model.normalize_audio) for a, n in zip(audio, lengths)]
     frames = model.frame_lengths(torch.tensor(lengths))

@@ -1,9 +1,9 @@
 """The study's protocol, ``finetune``: the whole model after the feature encoder is fine-tuned
-with a fresh CTC head (the loop of :mod:`harness.train`), then dev and test are decoded."""
+with a fresh CTC head (the loop of :mod:`harness.engine.loop`), then dev and test are decoded."""
 
 from __future__ import annotations
 
-from harness import train as loop
+from harness.engine import loop
 from harness.api import CellOutcome, ProtocolRequest, ProtocolSpec
 from harness.hookspecs import hookimpl
 

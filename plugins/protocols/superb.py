@@ -26,11 +26,11 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from harness import train as loop
+from harness.engine import loop
 from harness.api import (CellOutcome, ModelFacts, ModelRequest, ProtocolRequest, ProtocolSpec,
                          SpeechCTCModel, frame_mask)
-from harness.batching import pad_stack
-from harness.device import autocast, resolve_device, resolve_precision, seed_everything
+from harness.engine.batching import pad_stack
+from harness.engine.device import autocast, resolve_device, resolve_precision, seed_everything
 from harness.errors import BenchError
 from harness.hookspecs import hookimpl
 

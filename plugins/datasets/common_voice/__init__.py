@@ -33,8 +33,8 @@ from harness.api import SAMPLING_RATE, DatasetRequest, DatasetSpec, DatasetSplit
 from harness.errors import BenchError
 from harness.hookspecs import hookimpl
 from harness.languages import STUDY_LANGUAGES
-from harness.text import normalize
-from harness.utterance_cache import load_or_none, save_utterances
+from harness.engine.text import normalize
+from harness.data.utterance_cache import load_or_none, save_utterances
 from plugins.datasets import rows_digest
 
 from .audio import ClipSkipped, decode

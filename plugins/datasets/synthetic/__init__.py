@@ -18,7 +18,7 @@ from typing import Any
 from harness.api import DatasetRequest, DatasetSpec, DatasetSplits, Utterance
 from harness.errors import BenchError
 from harness.hookspecs import hookimpl
-from harness.utterance_cache import load_or_none, save_utterances
+from harness.data.utterance_cache import load_or_none, save_utterances
 from plugins.datasets import rows_digest
 
 from . import generate

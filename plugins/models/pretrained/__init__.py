@@ -68,8 +68,8 @@ def prepare(context: PrepareContext, name: str, recipe: Recipe) -> dict[str, Any
 def _pretrain(context: PrepareContext, name: str, recipe: Recipe, directory: Path) -> dict[str, Any]:
     import torch
 
-    from harness.device import resolve_device
-    from harness.provenance import git_revision, machine, package_versions
+    from harness.engine.device import resolve_device
+    from harness.run.provenance import git_revision, machine, package_versions
 
     from . import contrastive, phonetic
 

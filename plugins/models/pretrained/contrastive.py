@@ -23,11 +23,11 @@ import numpy as np
 import torch
 
 from harness.api import SAMPLING_RATE, PrepareContext, frame_mask
-from harness.batching import endless_batches, pad_stack
-from harness.device import seed_everything
+from harness.engine.batching import endless_batches, pad_stack
+from harness.engine.device import seed_everything
 from harness.errors import BenchError
-from harness.schedule import tri_stage_scheduler
-from harness.train import prepare_audio
+from harness.engine.schedule import tri_stage_scheduler
+from harness.engine.loop import prepare_audio
 
 from ..hf import tiny_config
 from .checkpoints import Pretrained

@@ -22,9 +22,9 @@ from collections.abc import Sequence
 import torch
 
 from harness.api import CellOutcome, DatasetSplits, MetricSpec, ModelRequest, PrepareContext, SpeechCTCModel
-from harness.config import RuntimeSettings, TrainSettings
+from harness.plan.config import RuntimeSettings, TrainSettings
 from harness.errors import BenchError
-from harness.train import fine_tune_and_evaluate
+from harness.engine.loop import fine_tune_and_evaluate
 
 from ..hf import build_tiny
 from .checkpoints import Pretrained

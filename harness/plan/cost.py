@@ -282,7 +282,7 @@ class PlanCost:
 
 def plan_cost(planned: Iterable[Any], steps: int, batch_seconds: float, cache_dir: Path | None = None,
               mfu: float = DEFAULT_MFU, eval_hours: float = DEFAULT_EVAL_HOURS) -> PlanCost:
-    """The estimate for planned cells (:class:`harness.planning.PlannedCell`)."""
+    """The estimate for planned cells (:class:`harness.plan.planner.PlannedCell`)."""
     measured = load_measured(cache_dir) if cache_dir is not None else []
     groups: dict[str, list] = {}
     unknown: set[str] = set()

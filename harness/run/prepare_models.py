@@ -12,8 +12,8 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from harness.api import DatasetSplits, ModelSpec, PrepareContext
-from harness.planning import dataset_request, model_cache_dir
-from harness.config import RunConfig
+from harness.plan.planner import dataset_request, model_cache_dir
+from harness.plan.config import RunConfig
 from harness.plugins import Registry
 
 

@@ -15,7 +15,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from harness.api import ExecutorSpec
-from harness.cellwork import CellTask, compute_cell
+from harness.run.cell import CellTask, compute_cell
 from harness.hookspecs import hookimpl
 
 from . import OnResult, check_options, run_bounded

@@ -60,7 +60,7 @@ def _model_label(row: Mapping) -> str:
 
 
 def results_from_summary(rows: list[Mapping]) -> dict[Key, float]:
-    """Summary rows (as in a report's JSON or :func:`harness.report.summary_frame`) -> mean per key."""
+    """Summary rows (as in a report's JSON or :func:`harness.report.tables.summary_frame`) -> mean per key."""
     return {(_model_label(r), r["dataset"], r["language"], r["split"], r["metric"]): float(r["mean"]) for r in rows}
 
 

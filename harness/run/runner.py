@@ -1,4 +1,4 @@
-"""Execute a planned run (see :mod:`harness.planning`: every name is resolved before any work).
+"""Execute a planned run (see :mod:`harness.plan.planner`: every name is resolved before any work).
 
 Execution claims each cell in the store before it is computed (so concurrent runs share the
 work), hands cells to the configured executor, and stores each result or failure as it comes
@@ -12,15 +12,15 @@ import time
 import traceback
 from dataclasses import dataclass
 
-from harness.cellwork import CellFailure, CellResult, CellTask
-from harness.config import RunConfig, runtime_fingerprint
-from harness.device import check_runtime
+from harness.run.cell import CellFailure, CellResult, CellTask
+from harness.plan.config import RunConfig, runtime_fingerprint
+from harness.engine.device import check_runtime
 from harness.errors import BenchError
-from harness.planning import ALL, Plan, PlannedCell, checkpoint_path, data_request, plan_run, resolve_models
+from harness.plan.planner import ALL, Plan, PlannedCell, checkpoint_path, data_request, plan_run, resolve_models
 from harness.plugins import Registry, process_registry
-from harness.prepare import prepare_models
-from harness.progress import Progress
-from harness.store import ResultStore
+from harness.run.prepare_models import prepare_models
+from harness.run.progress import Progress
+from harness.store.results import ResultStore
 
 __all__ = ["ALL", "Plan", "PlannedCell", "RunSummary", "execute", "plan_run", "resolve_models"]
 

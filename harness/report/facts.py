@@ -1,7 +1,7 @@
 """What a report says besides the matrix: what ran (header), what it cost, what the models output,
 how training went (loss curves) and how sure each score is (bootstrap intervals).
 
-Everything comes from the stored records (:class:`harness.store.StoredCell`) and the stored test
+Everything comes from the stored records (:class:`harness.store.results.StoredCell`) and the stored test
 hypotheses handed in by the caller; nothing here opens the store. A value that differs across
 cells is shown with each of its values and how many cells have it, never as one of them.
 """
@@ -19,16 +19,16 @@ from pathlib import Path
 from typing import Any
 
 from harness import __version__
-from harness.bootstrap import EditCounts, Interval, interval_of, mean_interval_of
+from harness.report.bootstrap import EditCounts, Interval, interval_of, mean_interval_of
 from harness.languages import language
-from harness.matrix import DEFAULT_PROTOCOL
-from harness.store import StoredCell
+from harness.plan.cells import DEFAULT_PROTOCOL
+from harness.store.results import StoredCell
 
 Rows = Sequence[tuple[str, str, str]]
 
 #: test utterances shown per model x language
 SAMPLES = 3
-#: updates between two points of a stored loss curve (see harness.train.fit)
+#: updates between two points of a stored loss curve (see harness.engine.loop.fit)
 LOSS_EVERY = 25
 
 

@@ -28,13 +28,13 @@ import torch.nn.functional as F
 
 from harness.api import (SAMPLING_RATE, CellOutcome, DatasetSplits, MetricSpec, ModelRequest, SpeechCTCModel,
                          SplitOutput, Utterance, frame_mask)
-from harness.batching import duration_batches, endless_batches, pad_stack, padding_fraction
-from harness.config import RuntimeSettings, TrainSettings
-from harness.device import autocast, resolve_device, resolve_precision, seed_everything
+from harness.engine.batching import duration_batches, endless_batches, pad_stack, padding_fraction
+from harness.plan.config import RuntimeSettings, TrainSettings
+from harness.engine.device import autocast, resolve_device, resolve_precision, seed_everything
 from harness.errors import BenchError
-from harness.progress import Progress
-from harness.schedule import tri_stage_scheduler
-from harness.text import Vocabulary, build_vocabulary, greedy_decode, normalize
+from harness.run.progress import Progress
+from harness.engine.schedule import tri_stage_scheduler
+from harness.engine.text import Vocabulary, build_vocabulary, greedy_decode, normalize
 
 #: frozen-encoder outputs are cached automatically when they fit in this many bytes
 FEATURE_CACHE_BUDGET = 4 * 2**30

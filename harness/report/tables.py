@@ -6,8 +6,8 @@ flagged wherever it appears and never ranked above a model that transcribes some
 several protocols, each gets its own matrices, rankings and statistics.
 
 What the report says besides the matrix — what ran, what it cost, sample transcripts, loss
-curves, bootstrap intervals — is computed in :mod:`harness.report_facts` (intervals in
-:mod:`harness.bootstrap`) and rendered by :mod:`harness.report_page`.
+curves, bootstrap intervals — is computed in :mod:`harness.report.facts` (intervals in
+:mod:`harness.report.bootstrap`) and rendered by :mod:`harness.report.page`.
 """
 
 from __future__ import annotations
@@ -24,11 +24,11 @@ import pandas as pd
 from tabulate import tabulate
 
 from harness import __version__
-from harness.bootstrap import Interval
+from harness.report.bootstrap import Interval
 from harness.languages import language
-from harness.matrix import DEFAULT_PROTOCOL
-from harness.scoring import BLANK_SHARE, is_blank
-from harness.store import StoredCell
+from harness.plan.cells import DEFAULT_PROTOCOL
+from harness.engine.scoring import BLANK_SHARE, is_blank
+from harness.store.results import StoredCell
 
 #: marks a blank-output cell in tables
 BLANK_MARK = "†"
@@ -252,7 +252,7 @@ def _group_name(dataset: str, protocol: str, protocols: set[str]) -> str:
 
 def blank_findings(cells: Sequence[StoredCell]):
     """One finding per model whose test output is (almost) all blank on some languages."""
-    from harness.stats import Finding
+    from harness.report.stats import Finding
 
     blank: dict[tuple[str, str], dict[str, list[bool]]] = {}
     for c in cells:
@@ -273,7 +273,7 @@ def blank_findings(cells: Sequence[StoredCell]):
 def findings(cells: Sequence[StoredCell], metric: str = "cer", lower_is_better: bool = True) -> dict[str, list]:
     """Statistics per dataset and protocol (languages of different datasets, and results of
     different protocols, are not pooled); blank-output models first."""
-    from harness.stats import all_findings
+    from harness.report.stats import all_findings
 
     values = cell_values(cells, metric)
     pretraining = pretraining_languages(cells)
@@ -432,8 +432,8 @@ def write_reports(cells: Sequence[StoredCell], out_dir: Path, metrics: Sequence[
     (utterance, reference, hypothesis), for the sample transcripts and the bootstrap intervals of
     CER (left out: neither is reported).
     """
-    from harness import report_facts as facts_
-    from harness import report_page as page_
+    from harness.report import facts as facts_
+    from harness.report import page as page_
 
     hypotheses = dict(hypotheses or {})
     direction = {m: True for m in metrics} | dict(lower_is_better or {})

@@ -2,7 +2,7 @@
 
 The plan is the list of cells (models x datasets x languages x seeds x protocols) with their
 keys and the specs that compute them. Workers redo the planning for the cell they are given
-(``harness.cellwork``), so planning is cheap and deterministic.
+(``harness.run.cell``), so planning is cheap and deterministic.
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from harness.api import DatasetRequest, DatasetSpec, MetricSpec, ModelSpec, ProtocolSpec
-from harness.config import RunConfig, check_sections
+from harness.plan.config import RunConfig, check_sections
 from harness.errors import BenchError, did_you_mean
-from harness.matrix import Cell, cell_identity, cell_key
+from harness.plan.cells import Cell, cell_identity, cell_key
 from harness.plugins import Registered, Registry
 
 ALL = "all"

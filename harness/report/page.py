@@ -18,7 +18,7 @@ from typing import Any
 
 from tabulate import tabulate
 
-from harness.report_facts import diff_html, diff_markdown
+from harness.report.facts import diff_html, diff_markdown
 
 CSS = """
 body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;margin:0 auto;padding:1.5em 2em;max-width:78em;

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from harness.config import TrainSettings
+from harness.plan.config import TrainSettings
 
 #: bump when the loop changes in a way that changes results (invalidates stored cells)
 LOOP_VERSION = 1

@@ -12,9 +12,9 @@ from __future__ import annotations
 from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from typing import Any, Protocol
 
-from harness.cellwork import CellFailure, CellResult, CellTask
+from harness.run.cell import CellFailure, CellResult, CellTask
 from harness.errors import BenchError, did_you_mean
-from harness.progress import Progress
+from harness.run.progress import Progress
 
 OnResult = Callable[[CellResult | CellFailure], None]
 

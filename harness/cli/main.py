@@ -13,7 +13,7 @@ from pathlib import Path
 from tabulate import tabulate
 
 from harness import __version__
-from harness.config import RunConfig, load_config, parse_set, runtime_fingerprint
+from harness.plan.config import RunConfig, load_config, parse_set, runtime_fingerprint
 from harness.errors import BenchError
 from harness.plugins import process_registry
 
@@ -43,9 +43,9 @@ def _config(args: argparse.Namespace) -> RunConfig:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from harness.progress import Progress
-    from harness.runner import execute, plan_run
-    from harness.store import ResultStore
+    from harness.run.progress import Progress
+    from harness.run.runner import execute, plan_run
+    from harness.store.results import ResultStore
 
     config = _config(args)
     registry = process_registry()
@@ -64,7 +64,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         print(tabulate(rows, headers=["model", "dataset", "language", "seed", "protocol", "state", "key"]))
         print(f"\n{len(plan.cells)} cells, {len(done)} stored, {len(plan.cells) - len(done)} to compute "
               f"(preset {config.preset}, {config.train.steps} updates each; store {config.store})")
-        from harness.cost import plan_cost
+        from harness.plan.cost import plan_cost
 
         update_seconds = config.train.batch_seconds * config.train.grad_accum  # padded audio per update
         estimate = plan_cost([c for c in plan.cells if c.key not in done], config.train.steps, update_seconds,
@@ -72,7 +72,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         if estimate.cells:
             print("\n" + "\n".join(estimate.lines(config.train.steps, update_seconds)))
         return 0
-    from harness.device import check_runtime
+    from harness.engine.device import check_runtime
 
     check_runtime(config, registry)  # before the store is made (execute checks again, pre-training included)
     with ResultStore(config.store) as store:
@@ -116,9 +116,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_pretrain(args: argparse.Namespace) -> int:
-    from harness.prepare import prepare_context
-    from harness.progress import Progress
-    from harness.runner import resolve_models
+    from harness.run.prepare_models import prepare_context
+    from harness.run.progress import Progress
+    from harness.run.runner import resolve_models
 
     config = _config(args)
     registry = process_registry()
@@ -129,7 +129,7 @@ def _cmd_pretrain(args: argparse.Namespace) -> int:
         print(f"none of the selected models ({', '.join(config.models)}) is made here; models pre-trained here: "
               f"{', '.join(made_here) or 'none'} (and phone:LANG+LANG..., ssl:LANG+LANG...)")
         return 0
-    from harness.device import check_runtime
+    from harness.engine.device import check_runtime
 
     check_runtime(config, registry, here=True)  # the device and precision it would pre-train with
     progress = Progress(len(specs), enabled=None if not args.no_progress else False, desc="pretrain", unit="model")
@@ -160,7 +160,7 @@ def _cmd_failures(args: argparse.Namespace) -> int:
     config = _config(args)
     keys = None
     if not args.all:  # only the failures of the configured matrix's cells
-        from harness.runner import plan_run
+        from harness.run.runner import plan_run
 
         keys = [c.key for c in plan_run(config, process_registry()).cells]
     with _existing_store(config) as store:
@@ -188,7 +188,7 @@ def _directions(registry) -> dict[str, bool]:
 def _scored(config: RunConfig, store, keys: Sequence[str]):
     """The stored cells of ``keys`` with every configured metric scored: a metric added after the
     cells ran (or whose version changed) is computed from their stored hypotheses."""
-    from harness.scoring import fill_scores
+    from harness.engine.scoring import fill_scores
 
     registry = process_registry()
     specs = [registry.metric(name).spec for name in config.metrics]
@@ -200,7 +200,7 @@ def _scored(config: RunConfig, store, keys: Sequence[str]):
 
 
 def _print_matrix(config: RunConfig, cells) -> None:
-    from harness.report import cells_frame, matrix, protocols_of, summary_frame
+    from harness.report.tables import cells_frame, matrix, protocols_of, summary_frame
 
     summary = summary_frame(cells_frame(cells))
     if summary.empty:
@@ -281,7 +281,7 @@ def _meta(metadata) -> str:
 
 def _existing_store(config: RunConfig):
     """The configured results store, which must exist already (reading commands)."""
-    from harness.store import ResultStore
+    from harness.store.results import ResultStore
 
     if not config.store.exists():
         raise BenchError(f"no results store at {config.store}", "run `bench run` first (or pass --store)")
@@ -291,7 +291,7 @@ def _existing_store(config: RunConfig):
 def _stored_cells(config: RunConfig):
     """The stored results of the configured matrix, every configured metric scored (and how many
     cells the matrix has)."""
-    from harness.runner import plan_run
+    from harness.run.runner import plan_run
 
     plan = plan_run(config, process_registry())
     readable = [c for c in plan.cells if "unavailable" not in (c.identity.get("data") or {})]
@@ -323,7 +323,7 @@ def _recorded_data(store, planned) -> tuple[list[str], dict[str, int]]:
     recorded identity is the planned one but for the data, when the store holds results of one
     version of that dataset:language only. Returns their keys and, per dataset:language with
     several versions stored, how many (those are left out)."""
-    from harness.matrix import canonical_json
+    from harness.plan.cells import canonical_json
 
     def without_data(identity):
         return canonical_json({k: v for k, v in identity.items() if k != "data"})
@@ -355,7 +355,7 @@ def _data_label(data_json: str) -> str:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    from harness.report import write_reports
+    from harness.report.tables import write_reports
 
     config = _config(args)
     cells, planned = _stored_cells(config)
@@ -375,8 +375,8 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
-    from harness.compare import compare, load_results, parse_tolerances, results_from_summary
-    from harness.report import cells_frame, summary_frame
+    from harness.report.compare import compare, load_results, parse_tolerances, results_from_summary
+    from harness.report.tables import cells_frame, summary_frame
 
     baseline = load_results(args.baseline)
     if not baseline:

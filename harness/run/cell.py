@@ -19,14 +19,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from harness.api import CellOutcome, DatasetSplits, ProtocolRequest
-from harness.config import RunConfig
+from harness.plan.config import RunConfig
 from harness.errors import BenchError
-from harness.matrix import Cell
-from harness.planning import PlannedCell, checkpoint_path, data_request, model_cache_dir, plan_run
+from harness.plan.cells import Cell
+from harness.plan.planner import PlannedCell, checkpoint_path, data_request, model_cache_dir, plan_run
 from harness.plugins import Registry, process_registry
-from harness.progress import Progress
-from harness.provenance import git_revision, machine, package_versions
-from harness.scoring import score_splits
+from harness.run.progress import Progress
+from harness.run.provenance import git_revision, machine, package_versions
+from harness.engine.scoring import score_splits
 
 
 @dataclass(frozen=True)
@@ -139,7 +139,7 @@ def out_of_memory_message(exc: BaseException, train, runtime, retries: int, conf
 
     import torch
 
-    from harness.device import resolve_device
+    from harness.engine.device import resolve_device
 
     decoding = any(frame.name == "evaluate" for frame in tb.extract_tb(exc.__traceback__))
     where = "decoding" if decoding else "training"

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.api import ExecutorSpec
-from harness.cellwork import CellFailure, CellTask, compute_cell
+from harness.run.cell import CellFailure, CellTask, compute_cell
 from harness.errors import BenchError
 from harness.hookspecs import hookimpl
 

@@ -1,6 +1,6 @@
 """The two arms of bench's speed comparisons, shared by loop_vs_trainer.py and real_scale.py.
 
-``run_bench`` trains and decodes with bench's loop (``harness.engine.loop.fine_tune_and_evaluate``);
+``run_bench`` trains and decodes with bench's loop (``harness.engine.fine_tune_and_evaluate``);
 ``run_trainer`` does the same work through ``transformers.Trainer`` written like the official
 CTC fine-tuning example (padding collator with labels padded to -100, frozen feature encoder,
 feature extractor as processing class, ``Trainer.predict`` for evaluation). Both get the same
@@ -151,7 +151,7 @@ def run_bench(args) -> dict:
     import torch
 
     from harness.engine.device import resolve_device
-    from harness.engine.loop import fine_tune_and_evaluate
+    from harness.engine import fine_tune_and_evaluate
 
     corpus = data(args)
     train, runtime = settings(args)
@@ -255,7 +255,7 @@ def run_trainer(args) -> dict:
     from harness.engine.device import resolve_device, seed_everything
     from harness.engine.schedule import tri_stage_scheduler
     from harness.engine.text import build_vocabulary, greedy_decode, normalize
-    from harness.engine.loop import use_fused_optimizer
+    from harness.engine import use_fused_optimizer
 
     hf_logging.set_verbosity_error()
     corpus = data(args)

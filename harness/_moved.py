@@ -19,7 +19,7 @@ MOVED: dict[str, str] = {
     "harness.matrix": "harness.plan.cells",
     "harness.planning": "harness.plan.planner",
     "harness.cost": "harness.plan.cost",
-    "harness.train": "harness.engine.loop",
+    "harness.train": "harness.engine.compat_train",
     "harness.batching": "harness.engine.batching",
     "harness.schedule": "harness.engine.schedule",
     "harness.text": "harness.engine.text",

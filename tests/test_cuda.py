@@ -22,7 +22,7 @@ def _tiny_cell(cache_dir, precision: str, steps: int):
     from harness.api import DatasetRequest
     from harness.plan.config import RuntimeSettings, TrainSettings
     from harness.plugins import load_registry
-    from harness.engine.loop import fine_tune_and_evaluate
+    from harness.engine import fine_tune_and_evaluate
 
     registry = load_registry()
     data = registry.dataset("synthetic").spec.load(DatasetRequest(
@@ -49,9 +49,9 @@ def test_mixed_precision_training_matches_fp32(cache_dir, precision):
 
 
 def test_a_real_cuda_out_of_memory_is_recovered_by_the_retry(bench, small_config, monkeypatch):
-    import harness.engine.loop
+    import harness.engine.setup
 
-    real_fit = harness.engine.loop.fit
+    real_fit = harness.engine.setup.fit
     seen = []
 
     def greedy_fit(model, features, split, train, *args, **kwargs):
@@ -66,7 +66,7 @@ def test_a_real_cuda_out_of_memory_is_recovered_by_the_retry(bench, small_config
         return real_fit(model, features, split, train, *args, **kwargs)
 
     before = torch.cuda.mem_get_info()
-    monkeypatch.setattr(harness.engine.loop, "fit", greedy_fit)
+    monkeypatch.setattr(harness.engine.setup, "fit", greedy_fit)
     code, out, err = bench("run", "--config", str(small_config), *ONE_CELL)
     assert code == 0, err
     assert seen == [8.0, 4.0] and "out of memory in tiny-wav2vec2" in err

@@ -231,11 +231,11 @@ def test_duplicate_rows_are_dropped_and_counted_in_every_split(release, tmp_path
 
 
 def test_the_training_loop_drops_repeated_utterance_ids():
-    from harness.engine.loop import _prepare
+    from harness.engine.splits import usable_split
 
     audio = np.zeros(16_000, dtype=np.float32) + 0.1
     utts = [Utterance("a", audio, "hallo"), Utterance("b", audio, "welt"), Utterance("a", audio, "hallo")]
-    split = _prepare(utts, "de", None)
+    split = usable_split("train", utts, "de", None)
     assert split.ids == ["a", "b"] and split.skipped == {"duplicate": 1}
 
 

@@ -74,18 +74,18 @@ def test_a_failing_cell_is_recorded_and_the_matrix_goes_on(bench, small_config, 
 
 
 def test_out_of_memory_retries_with_smaller_micro_batches(bench, small_config, monkeypatch):
-    import harness.engine.loop
+    from plugins.protocols import finetune
 
-    real = harness.engine.loop.fine_tune_and_evaluate
+    real = finetune.fine_tune
     seen = []
 
-    def tight_memory(build, data, language, seed, train, runtime, *args, **kwargs):
-        seen.append((train.batch_seconds, train.grad_accum))
-        if train.batch_seconds > 2:
+    def tight_memory(request, *args, **kwargs):
+        seen.append((request.train.batch_seconds, request.train.grad_accum))
+        if request.train.batch_seconds > 2:
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB (planted)")
-        return real(build, data, language, seed, train, runtime, *args, **kwargs)
+        return real(request, *args, **kwargs)
 
-    monkeypatch.setattr(harness.engine.loop, "fine_tune_and_evaluate", tight_memory)
+    monkeypatch.setattr(finetune, "fine_tune", tight_memory)
     args = ("run", "--config", str(small_config), "--models", "tiny-wav2vec2", "--langs", "de")
     code, out, err = bench(*args)
     assert code == 0, err
@@ -131,7 +131,7 @@ def test_training_resumes_exactly_from_its_checkpoint(tmp_path, monkeypatch, cac
     from harness.api import DatasetRequest
     from harness.plan.config import RuntimeSettings, TrainSettings
     from harness.plugins import load_registry
-    from harness.engine.loop import Checkpointer, fine_tune_and_evaluate
+    from harness.engine import Checkpointer, fine_tune_and_evaluate
 
     registry = load_registry()
     data = registry.dataset("synthetic").spec.load(DatasetRequest(
@@ -154,8 +154,8 @@ def test_training_resumes_exactly_from_its_checkpoint(tmp_path, monkeypatch, cac
 
     def save_then_die(self, state):
         original(self, state)
-        saves.append(state["update"])
-        if state["update"] == 17:
+        saves.append(state.update)
+        if state.update == 17:
             raise Killed()
 
     monkeypatch.setattr(Checkpointer, "save", save_then_die)

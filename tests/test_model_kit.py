@@ -65,7 +65,7 @@ def test_capture_layer_outputs_and_frames_of():
 
 
 def test_normalise_audio_is_the_loops():
-    from harness.engine.loop import prepare_audio
+    from harness.engine import prepare_audio
 
     audio = torch.randn(1234).numpy() * 3 + 1
     assert torch.equal(kit.normalise_audio(audio), prepare_audio(audio, True))

@@ -197,7 +197,7 @@ def test_phonetic_pretraining_is_deterministic_and_learns_phones(tmp_path):
 def test_phonetic_pretraining_transfers_to_another_language(tmp_path):
     """The default matrix's claim on one cell: Spanish phonemes help Italian after 150 updates."""
     from harness.plan.config import RuntimeSettings, TrainSettings
-    from harness.engine.loop import fine_tune_and_evaluate
+    from harness.engine import fine_tune_and_evaluate
 
     config = load_config(None, None, {"run": {"cache_dir": str(tmp_path / "cache")}})
     registry = load_registry()

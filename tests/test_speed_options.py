@@ -11,7 +11,7 @@ from harness.errors import BenchError
 def _cell(cache_dir, build=None, **runtime):
     from harness.api import DatasetRequest
     from harness.plugins import load_registry
-    from harness.engine.loop import fine_tune_and_evaluate
+    from harness.engine import fine_tune_and_evaluate
 
     registry = load_registry()
     data = registry.dataset("synthetic").spec.load(DatasetRequest(
@@ -55,7 +55,7 @@ def test_gradient_checkpointing_is_refused_for_a_model_without_it(cache_dir):
 
 
 def test_fused_adam_is_opt_in_on_the_cpu_and_close_to_the_default(cache_dir):
-    from harness.engine.loop import use_fused_optimizer
+    from harness.engine import use_fused_optimizer
 
     import torch
 

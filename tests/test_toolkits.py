@@ -45,7 +45,7 @@ def build(name, vocab_size=12, seed=1, mask_time_prob=0.05):
 def states(model, audio, lengths):
     """hidden_states of a batch as the loop feeds it (normalised as the model asks, zero-padded)."""
     from harness.engine.batching import pad_stack
-    from harness.engine.loop import prepare_audio
+    from harness.engine import prepare_audio
 
     clips = [prepare_audio(a[:n].numpy(), model.normalize_audio) for a, n in zip(audio, lengths)]
     frames = model.frame_lengths(torch.tensor(lengths))

@@ -331,7 +331,7 @@ def _recorded_data(store, planned) -> tuple[list[str], dict[str, int]]:
     wanted = {without_data(c.identity): f"{c.cell.dataset}:{c.cell.language}" for c in planned}
     found: dict[str, dict[str, list[str]]] = {}  # dataset:language -> data identity -> keys
     for cell in store.cells():
-        identity = cell.record.get("identity") or {}
+        identity = cell.record.identity or {}
         place = wanted.get(without_data(identity)) if "data" in identity else None
         if place is not None:
             found.setdefault(place, {}).setdefault(canonical_json(identity["data"]), []).append(cell.key)

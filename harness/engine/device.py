@@ -14,6 +14,8 @@ _DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def resolve_device(name: str) -> torch.device:
+    """``run.device`` (``auto``, ``cpu``, ``cuda``, ``cuda:N``, ``mps``, ``xpu``) as a torch device;
+    a device this machine lacks is a user error."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
@@ -36,6 +38,8 @@ def resolve_device(name: str) -> torch.device:
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:
+    """``run.precision`` for ``device``: ``auto`` is bf16 on CUDA (fp16 where bf16 is missing) and
+    fp32 elsewhere (CPU bf16 kernels are slower than fp32 on many CPUs)."""
     if precision == "auto":
         if device.type == "cuda":
             return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
@@ -62,6 +66,7 @@ def check_runtime(config, registry, here: bool = False):
 
 
 def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
+    """The autocast context of ``precision`` on ``device`` (a no-op for fp32); reusable."""
     if precision == "fp32":
         return contextlib.nullcontext()
     return torch.autocast(device.type, dtype=_DTYPES[precision])

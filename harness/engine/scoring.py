@@ -42,14 +42,16 @@ def score_splits(metrics: Sequence[MetricSpec], hypotheses: Mapping[str, Rows]) 
     return scores, {m.name: m.version for m in metrics}, {split: outputs(rows) for split, rows in hypotheses.items()}
 
 
-def is_blank(record: Mapping[str, Any], split: str = "test") -> bool:
-    share = record.get("outputs", {}).get(split, {}).get("empty_hypotheses")
+def is_blank(record, split: str = "test") -> bool:
+    """Whether a record's model output (almost) only blanks on ``split`` (a CellRecord or its JSON)."""
+    outputs = record.outputs if hasattr(record, "outputs") else record.get("outputs", {})
+    share = outputs.get(split, {}).get("empty_hypotheses")
     return isinstance(share, (int, float)) and not math.isnan(share) and share >= BLANK_SHARE
 
 
 def stale_metrics(cell, metrics: Sequence[MetricSpec]) -> list[MetricSpec]:
     """The metrics a stored cell lacks, or holds from another version of the metric."""
-    versions = cell.record.get("metric_versions", {})
+    versions = cell.record.metric_versions
     return [m for m in metrics
             if versions.get(m.name) != m.version
             or any(m.name not in scores for scores in cell.metrics.values())]
@@ -64,14 +66,13 @@ def fill_scores(store, cells: Sequence, metrics: Sequence[MetricSpec]) -> tuple[
     out, filled = [], 0
     for cell in cells:
         todo = stale_metrics(cell, metrics)
-        if not todo and "outputs" in cell.record:
+        if not todo and cell.record.outputs:
             out.append(cell)
             continue
         hypotheses = {split: store.hypotheses(cell.key, split) for split in cell.metrics}
         scores, versions, summary = score_splits(todo, hypotheses)
         merged = {split: {**cell.metrics.get(split, {}), **scores.get(split, {})} for split in cell.metrics}
-        record = {**cell.record, "metric_versions": {**cell.record.get("metric_versions", {}), **versions},
-                  "outputs": summary}
+        record = cell.record.with_scores(versions, summary)
         if not getattr(store, "readonly", False):  # a store opened read-only: report from memory
             store.update_scores(cell.key, merged, record)
         out.append(replace(cell, metrics=merged, record=record))

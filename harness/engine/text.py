@@ -23,6 +23,9 @@ _JOINERS = {"\u200c", "\u200d"}
 
 
 def normalize(text: str, lang: str) -> str:
+    """A transcript as references and hypotheses are compared: NFKC, lower case where the script
+    has case, punctuation of every script dropped (apostrophes and hyphens inside words kept),
+    single spaces, and no spaces at all for scripts written without them (ja, zh-CN, th)."""
     info = language(lang)
     text = unicodedata.normalize("NFKC", text)
     if info.cased:

@@ -28,7 +28,7 @@ Rows = Sequence[tuple[str, str, str]]
 
 #: test utterances shown per model x language
 SAMPLES = 3
-#: updates between two points of a stored loss curve (see harness.engine.loop.fit)
+#: updates between two points of a stored loss curve (see harness.engine.fit)
 LOSS_EVERY = 25
 
 
@@ -84,20 +84,20 @@ def duration(seconds: float) -> str:
 
 
 def _machine(cell: StoredCell) -> str:
-    m = cell.record.get("machine", {})
+    m = cell.record.machine
     parts = [m.get("gpu") or m.get("cpu") or m.get("processor") or "?"]
     if m.get("cpu_capability"):
         parts.append(f"kernels {m['cpu_capability']}")
     if m.get("torch_threads"):
         parts.append(f"{m['torch_threads']} threads")
-    parts.append(f"device {m.get('device', cell.record.get('train', {}).get('device', '?'))}")
+    parts.append(f"device {cell.record.device}")
     if m.get("python"):
         parts.append(f"Python {m['python']}")
     return ", ".join(parts)
 
 
 def _identity(cell: StoredCell) -> dict:
-    return cell.record.get("identity", {})
+    return cell.record.identity
 
 
 # ---------------------------------------------------------------------------- header
@@ -110,7 +110,7 @@ def header(cells: Sequence[StoredCell]) -> list[tuple[str, str]]:
         dims.append((len(protocols), "protocol"))
     out: list[tuple[str, str]] = [("cells", f"{len(cells)}: " + " × ".join(f"{n} {what}{'s' * (n != 1)}"
                                                                           for n, what in dims)),
-                                  ("preset", distinct([c.record.get("preset") for c in cells]))]
+                                  ("preset", distinct([c.record.preset for c in cells]))]
     by_protocol: dict[str, list[StoredCell]] = {}
     for c in cells:
         by_protocol.setdefault(c.protocol, []).append(c)
@@ -145,10 +145,10 @@ def header(cells: Sequence[StoredCell]) -> list[tuple[str, str]]:
         out.append((f"train hours ({dataset})", hours))
     out.append(("recipe", _per_key([_identity(c).get("train", {}) for c in cells])))
     out.append(("seeds", ", ".join(str(s) for s in sorted({c.seed for c in cells}))))
-    out.append(("bench", f"version {distinct([c.record.get('packages', {}).get('bench') for c in cells])}, "
-                         f"git revision {distinct([c.record.get('git_revision') for c in cells])} "
+    out.append(("bench", f"version {distinct([c.record.packages.get('bench') for c in cells])}, "
+                         f"git revision {distinct([c.record.git_revision for c in cells])} "
                          f"(this report by bench {__version__})"))
-    packages = [{k: v for k, v in c.record.get("packages", {}).items() if k != "bench"} for c in cells]
+    packages = [{k: v for k, v in c.record.packages.items() if k != "bench"} for c in cells]
     out.append(("packages", _per_key(packages)))
     out.append(("machines", distinct([_machine(c) for c in cells])))
     if cells:
@@ -159,7 +159,7 @@ def header(cells: Sequence[StoredCell]) -> list[tuple[str, str]]:
 
 
 def _hours(cell: StoredCell) -> str | None:
-    hours = cell.record.get("data", {}).get("train_hours")
+    hours = cell.record.data.get("train_hours")
     return f"{hours:.2f} h" if isinstance(hours, (int, float)) else None
 
 
@@ -173,16 +173,16 @@ def cost_rows(cells: Sequence[StoredCell]) -> list[dict[str, Any]]:
     training audio processed and per second of training."""
     rows = []
     for c in sorted(cells, key=lambda c: (c.protocol, c.model, c.dataset, c.language, c.seed)):
-        train = c.record.get("train", {})
-        evals = train.get("eval_seconds", {})
+        train = c.record.train
+        evals = train.eval_seconds or {}
         rows.append({
             "protocol": c.protocol, "model": c.model, "dataset": c.dataset, "language": c.language, "seed": c.seed,
-            "device": c.record.get("machine", {}).get("device", train.get("device", "?")),
-            "updates": train.get("updates"),
-            "train_s": train.get("train_seconds"), "encode_s": train.get("encode_seconds"),
+            "device": c.record.device,
+            "updates": train.updates,
+            "train_s": train.train_seconds, "encode_s": train.encode_seconds,
             "eval_s": sum(evals.values()) if isinstance(evals, Mapping) and evals else None,
-            "wall_s": c.duration_s, "audio_s": train.get("audio_seconds"),
-            "audio_per_s": train.get("audio_seconds_per_second"),
+            "wall_s": c.duration_s, "audio_s": train.audio_seconds,
+            "audio_per_s": train.audio_seconds_per_second,
         })
     return rows
 
@@ -314,7 +314,7 @@ def samples(cells: Sequence[StoredCell], hypotheses: Mapping[str, Rows], k: int 
             utterances.append(entry)
         empty: dict[str, dict[str, float | None]] = {}
         for c in sorted(members, key=lambda c: c.seed):
-            share = c.record.get("outputs", {}).get("test", {}).get("empty_hypotheses")
+            share = c.record.outputs.get("test", {}).get("empty_hypotheses")
             empty.setdefault(label(c, protocols), {})[str(c.seed)] = share
         out.append({"dataset": dataset, "language": code, "utterances": utterances, "empty_hypotheses": empty})
     return out
@@ -327,7 +327,7 @@ def empty_table(cells: Sequence[StoredCell]) -> tuple[list[str], list[list[str]]
     columns = _columns(cells)
     values: dict[tuple[str, str], list[tuple[int, float]]] = {}
     for c in cells:
-        share = c.record.get("outputs", {}).get("test", {}).get("empty_hypotheses")
+        share = c.record.outputs.get("test", {}).get("empty_hypotheses")
         if isinstance(share, (int, float)):
             values.setdefault((label(c, protocols), _column(c, datasets)), []).append((c.seed, share))
     models = sorted({label(c, protocols) for c in cells})
@@ -339,7 +339,7 @@ def empty_table(cells: Sequence[StoredCell]) -> tuple[list[str], list[list[str]]
 # ---------------------------------------------------------------------------- loss curves
 def loss_figure(cells: Sequence[StoredCell], path: Path) -> Path | None:
     """Training loss per model x language, one line per seed; None when no cell stored a curve."""
-    curves = [(c, c.record.get("train", {}).get("loss_curve")) for c in cells]
+    curves = [(c, c.record.train.loss_curve) for c in cells]
     curves = [(c, curve) for c, curve in curves if curve]
     if not curves:
         return None
@@ -361,7 +361,7 @@ def loss_figure(cells: Sequence[StoredCell], path: Path) -> Path | None:
                         wspace=0.12, hspace=0.15)
     for c, curve in sorted(curves, key=lambda item: item[0].seed):
         ax = axes[models.index(label(c, protocols))][columns.index(_column(c, datasets))]
-        updates = c.record.get("train", {}).get("updates") or LOSS_EVERY * len(curve)
+        updates = c.record.train.updates or LOSS_EVERY * len(curve)
         xs = [min(LOSS_EVERY * (i + 1), updates) for i in range(len(curve))]
         ax.plot(xs, curve, linewidth=1.0, label=f"seed {c.seed}")
     for i, model in enumerate(models):

@@ -90,8 +90,8 @@ def data_frame(cells: Sequence[StoredCell]) -> pd.DataFrame:
         lang = language(code)
         row: dict = {"dataset": dataset, "language": code, "name": lang.name, "family": lang.family,
                      "subgroup": lang.subgroup, "script": lang.script}
-        data = [m.record.get("data", {}) for m in members]
-        trained = [m.record.get("train", {}) for m in members]
+        data = [m.record.data for m in members]
+        trained = [m.record.train.to_json() for m in members]
         row["train_hours_requested"] = _mean([d.get("train_hours_requested") for d in data])
         for key in ("train_hours", "train_utterances"):  # what the loop trained on, else what the dataset gave
             row[key] = _mean([t.get(key, d.get(key)) for t, d in zip(trained, data)])
@@ -102,7 +102,7 @@ def data_frame(cells: Sequence[StoredCell]) -> pd.DataFrame:
             row[key] = _mean([d.get(key) for d in data])
         draws = {}  # one per seed: every model of a seed saw the same data
         for m in members:
-            draws.setdefault(m.seed, m.record.get("skipped", {}))
+            draws.setdefault(m.seed, m.record.skipped)
         reasons = sorted({(split, reason) for draw in draws.values()
                           for split, found in draw.items() for reason in found})
         skipped = []
@@ -233,7 +233,7 @@ def cell_values(cells: Sequence[StoredCell], metric: str = "cer", split: str = "
 
 def _facts(cell: StoredCell) -> dict:
     """The typed model facts (:class:`harness.api.ModelFacts`) stored with a cell."""
-    return cell.record.get("identity", {}).get("model", {}).get("facts", {})
+    return cell.record.model_facts
 
 
 def pretraining_languages(cells: Sequence[StoredCell]) -> dict[str, list[str]]:
@@ -361,7 +361,7 @@ def layer_weights_figure(cells: Sequence[StoredCell], path: Path) -> Path | None
     over seeds), side by side. None when no cell learned any."""
     weights: dict[str, dict[str, list[list[float]]]] = {}
     for c in cells:
-        learned = c.record.get("train", {}).get("layer_weights")
+        learned = c.record.train.layer_weights
         if learned:
             label = c.model if c.protocol == "superb" else f"{c.model} ({c.protocol})"
             weights.setdefault(label, {}).setdefault(c.language, []).append(list(learned))
@@ -460,12 +460,12 @@ def write_reports(cells: Sequence[StoredCell], out_dir: Path, metrics: Sequence[
         "metrics": {m: {"lower_is_better": direction[m]} for m in metrics},
         "cells": [
             {"key": c.key, "protocol": c.protocol, "model": c.model, "dataset": c.dataset, "language": c.language,
-             "seed": c.seed, "metrics": c.metrics, "metric_versions": c.record.get("metric_versions", {}),
-             "blank_output": is_blank(c.record), "outputs": c.record.get("outputs", {}),
+             "seed": c.seed, "metrics": c.metrics, "metric_versions": dict(c.record.metric_versions),
+             "blank_output": is_blank(c.record), "outputs": dict(c.record.outputs),
              "cer_test_interval": cell_ci[c.key].as_dict() if c.key in cell_ci else None,
-             "layer_weights": c.record.get("train", {}).get("layer_weights"),
-             "loss_curve": c.record.get("train", {}).get("loss_curve"),
-             "git_revision": c.record.get("git_revision"), "finished_at": c.finished_at,
+             "layer_weights": c.record.train.to_json().get("layer_weights"),
+             "loss_curve": list(c.record.train.loss_curve) or None,
+             "git_revision": c.record.git_revision, "finished_at": c.finished_at,
              "duration_s": c.duration_s}
             for c in cells
         ],

@@ -26,6 +26,7 @@ from harness.plan.planner import PlannedCell, checkpoint_path, data_request, mod
 from harness.plugins import Registry, process_registry
 from harness.run.progress import Progress
 from harness.run.provenance import git_revision, machine, package_versions
+from harness.store.record import CellRecord, SplitFacts, TrainFacts
 from harness.engine.scoring import score_splits
 
 
@@ -46,7 +47,7 @@ class CellResult:
     key: str
     cell: Cell
     metrics: dict[str, dict[str, float]]
-    record: dict[str, Any]
+    record: CellRecord
     hypotheses: dict[str, list[tuple[str, str, str]]]
     duration_s: float
 
@@ -106,25 +107,25 @@ def merge_skipped(*parts: Mapping[str, Mapping[str, int]]) -> dict[str, dict[str
     return out
 
 
-def build_record(planned: PlannedCell, outcome: CellOutcome, data: DatasetSplits, config: RunConfig) -> dict[str, Any]:
-    device = outcome.train_info.get("device", "cpu")
-    return {
-        "identity": planned.identity,
-        "model_origin": str(planned.model.origin),
-        "dataset_origin": str(planned.dataset.origin),
-        "protocol_origin": str(planned.protocol.origin),
-        "data": dict(data.info),
-        "skipped": merge_skipped(data.skipped, outcome.skipped),
-        "vocabulary": list(outcome.vocabulary),
-        "train": outcome.train_info,
-        "eval": {n: {"utterances": r.utterances, "seconds": r.seconds} for n, r in outcome.splits.items()},
-        "runtime": dataclasses.asdict(config.runtime),
-        "preset": config.preset,
-        "seed": planned.cell.seed,
-        "packages": package_versions(),
-        "git_revision": git_revision(),
-        "machine": machine(device),
-    }
+def build_record(planned: PlannedCell, outcome: CellOutcome, data: DatasetSplits, config: RunConfig) -> CellRecord:
+    info = dict(outcome.train_info)
+    return CellRecord(
+        identity=planned.identity,
+        seed=planned.cell.seed,
+        model_origin=str(planned.model.origin),
+        dataset_origin=str(planned.dataset.origin),
+        protocol_origin=str(planned.protocol.origin),
+        data=dict(data.info),
+        skipped=merge_skipped(data.skipped, outcome.skipped),
+        vocabulary=tuple(outcome.vocabulary),
+        train=TrainFacts.from_json(info),
+        eval={n: SplitFacts(r.utterances, r.seconds) for n, r in outcome.splits.items()},
+        runtime=dataclasses.asdict(config.runtime),
+        preset=config.preset,
+        packages=package_versions(),
+        git_revision=git_revision(),
+        machine=machine(info.get("device", "cpu")),
+    )
 
 
 class CellOutOfMemory(RuntimeError):
@@ -230,13 +231,12 @@ def _compute(task: CellTask, progress: Progress | None, start: float, registry: 
                          "a protocol's run() must decode the test split (CellOutcome.splits['test'])")
     hypotheses = {name: list(r.hypotheses) for name, r in outcome.splits.items()}
     scores, versions, outputs = score_splits(metrics, hypotheses)
-    record = build_record(planned, outcome, data, config)
-    record["metric_versions"] = versions
-    record["outputs"] = outputs
+    record = dataclasses.replace(build_record(planned, outcome, data, config), metric_versions=versions,
+                                 outputs=outputs)
     if retries:
-        record["oom_retries"] = retries
-        record["effective_batching"] = {"batch_seconds": train.batch_seconds, "grad_accum": train.grad_accum,
-                                        "eval_batch_seconds": runtime.eval_batch_seconds}
+        record = dataclasses.replace(record, oom_retries=retries, effective_batching={
+            "batch_seconds": train.batch_seconds, "grad_accum": train.grad_accum,
+            "eval_batch_seconds": runtime.eval_batch_seconds})
     return CellResult(task.key, task.cell, metrics=scores, record=record, hypotheses=hypotheses,
                       duration_s=time.perf_counter() - start)
 

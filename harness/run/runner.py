@@ -66,8 +66,8 @@ class _Heartbeat(threading.Thread):
 def _log_line(result: CellResult) -> str:
     scores = " ".join(f"{m}={v:.3f}" for m, v in result.metrics.get("test", {}).items())
     skipped = "; ".join(f"{split}: " + ", ".join(f"{reason} {n}" for reason, n in sorted(reasons.items()))
-                        for split, reasons in result.record.get("skipped", {}).items())
-    resumed = result.record.get("train", {}).get("resumed_from_update")
+                        for split, reasons in result.record.skipped.items())
+    resumed = result.record.train.resumed_from_update
     return (f"done  {result.cell.label()}: test {scores} ({result.duration_s:.0f} s)"
             + (f"; resumed at update {resumed}" if resumed else "")
             + (f"; skipped {skipped}" if skipped else ""))

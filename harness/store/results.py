@@ -26,9 +26,11 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import BenchError
+from harness.store.record import CellRecord
 
-#: 3: failures record the runtime (device, precision, executor) they happened under
-SCHEMA_VERSION = 3
+#: 3: failures record the runtime (device, precision, executor) they happened under;
+#: 4: cell records are typed (:class:`harness.store.record.CellRecord`, version 2), older ones migrated
+SCHEMA_VERSION = 4
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS cells (
@@ -114,14 +116,20 @@ class StoredCell:
     language: str
     seed: int
     metrics: dict[str, dict[str, float]]
-    record: dict[str, Any]
+    record: CellRecord
     finished_at: float
     duration_s: float
 
     @property
     def protocol(self) -> str:
         """The cell's protocol (cells stored before protocols existed were fine-tuned)."""
-        return self.record.get("identity", {}).get("protocol", {}).get("name", "finetune")
+        return self.record.protocol
+
+
+def _record_json(record: CellRecord | Mapping[str, Any]) -> str:
+    if not isinstance(record, CellRecord):
+        record = CellRecord.from_json(record)
+    return json.dumps(record.to_json(), default=str)
 
 
 def _store_error(path: Path, problem: str, hint: str | None = None) -> BenchError:
@@ -232,6 +240,10 @@ class ResultStore:
                 if "runtime" not in columns:
                     self._db.execute("ALTER TABLE failures ADD COLUMN runtime TEXT NOT NULL DEFAULT ''")
                     self._failure_columns = _FAILURE_COLUMNS
+                if version < 4:  # records of bench 0.1 -> typed records
+                    rows = self._db.execute("SELECT key, record FROM cells").fetchall()
+                    self._db.executemany("UPDATE cells SET record=? WHERE key=?",
+                                         [(_record_json(CellRecord.from_json(json.loads(r))), k) for k, r in rows])
                 self._db.execute("UPDATE meta SET value=? WHERE key='schema_version'", (str(SCHEMA_VERSION),))
         self.host = socket.gethostname()
         self.owner = owner or f"{self.host}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
@@ -278,7 +290,7 @@ class ResultStore:
         language: str,
         seed: int,
         metrics: Mapping[str, Mapping[str, float]],
-        record: Mapping[str, Any],
+        record: CellRecord | Mapping[str, Any],
         hypotheses: Mapping[str, Iterable[tuple[str, str, str]]],
         duration_s: float,
     ) -> None:
@@ -287,8 +299,8 @@ class ResultStore:
             self._db.execute("DELETE FROM claims WHERE key=?", (key,))
             self._db.execute(
                 "INSERT OR REPLACE INTO cells VALUES (?,?,?,?,?,?,?,?,?)",
-                (key, model, dataset, language, seed, json.dumps(metrics), json.dumps(record, default=str),
-                 time.time(), duration_s),
+                (key, model, dataset, language, seed, json.dumps(metrics), _record_json(record), time.time(),
+                 duration_s),
             )
             self._db.execute("DELETE FROM hypotheses WHERE key=?", (key,))
             self._db.executemany(
@@ -297,18 +309,20 @@ class ResultStore:
             )
 
     @_guard
-    def update_scores(self, key: str, metrics: Mapping[str, Mapping[str, float]], record: Mapping[str, Any]) -> None:
+    def update_scores(self, key: str, metrics: Mapping[str, Mapping[str, float]],
+                      record: CellRecord | Mapping[str, Any]) -> None:
         """Replace a stored cell's scores and record (metrics scored again from its hypotheses)."""
         with self._db:
             self._db.execute("UPDATE cells SET metrics=?, record=? WHERE key=?",
-                             (json.dumps(metrics), json.dumps(record, default=str), key))
+                             (json.dumps(metrics), _record_json(record), key))
 
     @_guard
     def cells(self, keys: Iterable[str] | None = None) -> list[StoredCell]:
         rows = self._db.execute("SELECT * FROM cells ORDER BY model, dataset, language, seed").fetchall()
         wanted = None if keys is None else set(keys)
         return [
-            StoredCell(r[0], r[1], r[2], r[3], r[4], json.loads(r[5]), json.loads(r[6]), r[7], r[8])
+            StoredCell(r[0], r[1], r[2], r[3], r[4], json.loads(r[5]), CellRecord.from_json(json.loads(r[6])), r[7],
+                       r[8])
             for r in rows
             if wanted is None or r[0] in wanted
         ]

@@ -103,7 +103,7 @@ def capture_layer_outputs(layers: Sequence[torch.nn.Module], run: Callable[[], A
 def normalise_audio(audio: np.ndarray | torch.Tensor) -> torch.Tensor:
     """One utterance normalised to zero mean and unit variance, as the loop does for models whose
     ``normalize_audio`` is True (float32 tensor)."""
-    from harness.engine.loop import prepare_audio
+    from harness.engine import prepare_audio
 
     data = audio.detach().cpu().numpy() if isinstance(audio, torch.Tensor) else np.asarray(audio)
     return prepare_audio(data, True)

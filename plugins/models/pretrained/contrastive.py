@@ -27,7 +27,7 @@ from harness.engine.batching import endless_batches, pad_stack
 from harness.engine.device import seed_everything
 from harness.errors import BenchError
 from harness.engine.schedule import tri_stage_scheduler
-from harness.engine.loop import prepare_audio
+from harness.engine import prepare_audio
 
 from ..hf import tiny_config
 from .checkpoints import Pretrained

@@ -24,7 +24,7 @@ import torch
 from harness.api import CellOutcome, DatasetSplits, MetricSpec, ModelRequest, PrepareContext, SpeechCTCModel
 from harness.plan.config import RuntimeSettings, TrainSettings
 from harness.errors import BenchError
-from harness.engine.loop import fine_tune_and_evaluate
+from harness.engine import fine_tune_and_evaluate
 
 from ..hf import build_tiny
 from .checkpoints import Pretrained

@@ -1,0 +1,289 @@
+"""A cell's set-up, as one object every protocol starts from.
+
+:class:`CellSetup` turns a :class:`harness.api.ProtocolRequest` into what the loop needs and
+keeps the cell's facts as they accumulate: the device, precision and autocast context, the
+prepared splits and vocabulary, the model built with its checks, the training features with
+unalignable utterances left out, the feature cache, :func:`harness.engine.fit` with seeding and
+checkpointing, timed evaluation of dev and test, and finally the :class:`harness.api.CellOutcome`.
+A protocol is a short sequence of these calls (see :mod:`plugins.protocols.finetune`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from harness.api import SAMPLING_RATE, CellOutcome, MetricSpec, ModelRequest, ProtocolRequest, SpeechCTCModel, SplitOutput
+from harness.engine.device import autocast, resolve_device, resolve_precision, seed_everything
+from harness.engine.evaluate import evaluate
+from harness.engine.features import CachedFeatures, EncoderFeatures, FeatureSource, HiddenStateFeatures, decide_cache
+from harness.engine.fit import Checkpointer, FitResult, UpdateLog, fit, use_fused_optimizer
+from harness.engine.splits import Split, drop_unalignable, encode_splits, prepare_splits
+from harness.engine.text import Vocabulary
+from harness.errors import BenchError
+
+#: the kinds of features :meth:`CellSetup.features` makes
+FEATURE_KINDS = {"encoder": EncoderFeatures, "hidden_states": HiddenStateFeatures}
+
+
+def model_name(model: torch.nn.Module) -> str:
+    return f"{type(model).__module__}.{type(model).__qualname__}"
+
+
+def check_frame_lengths(model: SpeechCTCModel, split: Split, device: torch.device, amp: AbstractContextManager) -> None:
+    """The model's ``frame_lengths`` must count exactly the frames its ``encode`` returns: a
+    mismatch would otherwise surface deep inside the CTC loss, or silently misalign labels."""
+    if not split.audio:
+        return
+    audio = split.audio[0]
+    with torch.no_grad(), amp:
+        frames = model.encode(audio.to(device)[None]).shape[1]
+    expected = int(model.frame_lengths(torch.tensor([len(audio)], dtype=torch.long))[0])
+    if frames != expected:
+        raise BenchError(
+            f"model {model_name(model)}: frame_lengths() gives {expected} frames for a {len(audio)}-sample clip, "
+            f"but encode() returned {frames}",
+            "a model plugin's frame_lengths(sample_lengths) must return exactly the number of frames "
+            "encode() produces for each input length (see docs/plugins.md)",
+        )
+
+
+@dataclass(frozen=True)
+class FeatureShape:
+    """What a head trained on frozen features gets to size itself."""
+
+    #: width of one frame's features (of one layer, for hidden states)
+    dim: int
+    #: number of layers (hidden states), or None for encoder outputs
+    layers: int | None
+    #: output classes of the CTC layer, blank (index 0) included
+    vocab_size: int
+
+
+@dataclass
+class CellSetup:
+    """One cell's context and facts; make it with :meth:`start`."""
+
+    request: ProtocolRequest
+    device: torch.device
+    precision: str
+    amp: AbstractContextManager
+    splits: dict[str, Split]
+    vocab: Vocabulary
+    #: what the cell's record says about how it computed (``record.train``), filled as it goes
+    facts: dict[str, Any] = field(default_factory=dict)
+    #: receives the loss every 25 updates (progress lines, trackers)
+    on_log: Callable[[UpdateLog], None] | None = None
+
+    # ------------------------------------------------------------------ start
+    @classmethod
+    def start(cls, request: ProtocolRequest) -> CellSetup:
+        """Resolve the device and precision (``run.device``, ``run.precision``), set torch's
+        threads (``run.threads``), and prepare the splits and the vocabulary (a user error when
+        no training utterance is usable)."""
+        runtime = request.runtime
+        device = resolve_device(runtime.device)
+        precision = resolve_precision(runtime.precision, device)
+        if runtime.threads > 0:
+            torch.set_num_threads(runtime.threads)
+        splits, vocab = prepare_splits(request.data, request.language, request.train)
+        return cls(request, device, precision, autocast(device, precision), splits, vocab)
+
+    @property
+    def train(self):
+        """The recipe (:class:`harness.plan.config.TrainSettings`)."""
+        return self.request.train
+
+    @property
+    def runtime(self):
+        """How to compute (:class:`harness.plan.config.RuntimeSettings`)."""
+        return self.request.runtime
+
+    @property
+    def seed(self) -> int:
+        return self.request.seed
+
+    @property
+    def language(self) -> str:
+        return self.request.language
+
+    def seed_everything(self) -> None:
+        """Seed Python's, NumPy's and torch's generators with the cell's seed."""
+        seed_everything(self.seed)
+
+    # ------------------------------------------------------------------ the model
+    def build_model(self, *, mask_time_prob: float | None = None, frozen: bool = False) -> SpeechCTCModel:
+        """Build the cell's model (generators seeded first) with a CTC layer over the vocabulary,
+        encode the splits' audio and labels as it wants them, move it to the device and check
+        that ``frame_lengths`` agrees with ``encode``.
+
+        ``mask_time_prob`` defaults to the recipe's; ``frozen`` puts the whole model in eval
+        mode with no gradients (an upstream that only provides features)."""
+        self.seed_everything()
+        train = self.train
+        model = self.request.build_model(ModelRequest(
+            vocab_size=len(self.vocab), blank_id=self.vocab.blank_id, seed=self.seed,
+            mask_time_prob=train.mask_time_prob if mask_time_prob is None else mask_time_prob,
+            options=dict(self.request.model_options), cache_dir=self.request.model_cache_dir,
+        ))
+        encode_splits(self.splits, self.vocab, model.normalize_audio)
+        model.to(self.device)
+        if frozen:
+            model.eval()
+            for p in model.parameters():
+                p.requires_grad_(False)
+        return model
+
+    def enable_gradient_checkpointing(self, model: SpeechCTCModel) -> None:
+        """``run.gradient_checkpointing``: a user error naming the model when it has no support."""
+        try:
+            model.enable_gradient_checkpointing()
+        except NotImplementedError:
+            raise BenchError(f"run.gradient_checkpointing is set but model {model_name(model)} does not support it",
+                             "set run.gradient_checkpointing = false, or implement "
+                             "SpeechCTCModel.enable_gradient_checkpointing in the model plugin") from None
+
+    def check_frame_lengths(self, model: SpeechCTCModel) -> None:
+        """See :func:`check_frame_lengths` (on the first training utterance)."""
+        check_frame_lengths(model, self.splits["train"], self.device, self.amp)
+
+    # ------------------------------------------------------------------ features
+    def features(self, model: SpeechCTCModel, split: str | Split, kind: str = "encoder",
+                 cached: bool = False) -> CachedFeatures:
+        """A feature source over one split: ``kind`` ``"encoder"`` (:class:`EncoderFeatures`) or
+        ``"hidden_states"`` (:class:`HiddenStateFeatures`)."""
+        if kind not in FEATURE_KINDS:
+            raise ValueError(f"kind must be one of {sorted(FEATURE_KINDS)}, got {kind!r}")
+        split = self.splits[split] if isinstance(split, str) else split
+        return FEATURE_KINDS[kind](model, split, self.device, self.amp, cached)
+
+    def training_features(self, model: SpeechCTCModel, kind: str = "encoder", cache: bool = True) -> CachedFeatures:
+        """The training split's features, after leaving out the utterances too short for their
+        labels (``shorter_than_transcript``), with the cache decided by ``run.feature_cache``
+        (``cache=False``: never, e.g. for a trainable encoder). The cache is built by :meth:`fit`."""
+        source = self.features(model, "train", kind)
+        if drop_unalignable(self.splits["train"], source.frames, self.language):
+            source = self.features(model, "train", kind)
+        source.cached = cache and decide_cache(self.runtime.feature_cache, source)
+        return source
+
+    def build_cache(self, source: CachedFeatures) -> None:
+        """Compute and keep every training utterance's features (timed: ``encode_seconds``)."""
+        progress = self.request.progress
+        bar = progress.stage("encode", len(source.split.ids)) if progress else None
+        start = time.perf_counter()
+        source.build_cache(bar)
+        self.facts["encode_seconds"] = time.perf_counter() - start
+
+    # ------------------------------------------------------------------ facts
+    def record_data(self, cached: bool) -> None:
+        """Facts about how the cell computes and what it trains on (device, precision, feature
+        cache, vocabulary size, training utterances and hours, characters outside the vocabulary)."""
+        train_split = self.splits["train"]
+        self.facts.update({
+            "device": str(self.device),
+            "precision": self.precision,
+            "feature_cache": cached,
+            "vocab_size": len(self.vocab),
+            "train_utterances": len(train_split.ids),
+            "train_hours": sum(train_split.samples) / SAMPLING_RATE / 3600,
+            # characters outside the vocabulary: dropped from training labels, left in eval references
+            "oov_chars": {n: s.oov_chars for n, s in self.splits.items()},
+        })
+
+    def record_parameters(self, trained: torch.nn.Module, *frozen: torch.nn.Module) -> None:
+        """Trainable and total parameters (``frozen``: modules that count in the total only)."""
+        self.facts["trainable_parameters"] = sum(p.numel() for p in trained.parameters() if p.requires_grad)
+        self.facts["parameters"] = (sum(p.numel() for p in trained.parameters())
+                                    + sum(p.numel() for m in frozen for p in m.parameters()))
+        if self.device.type == "cuda":  # what a cell needs, against what the GPU has (record only)
+            torch.cuda.reset_peak_memory_stats(self.device)
+            self.facts["gpu_memory_mib"] = torch.cuda.get_device_properties(self.device).total_memory / 2**20
+
+    # ------------------------------------------------------------------ training and evaluation
+    def fit(self, model: torch.nn.Module, features: FeatureSource, *, lr: float | None = None) -> FitResult:
+        """Train with the recipe (``lr`` replaces its learning rate): builds the feature cache
+        first when the source is to be cached, seeds the generators, checkpoints to
+        ``request.checkpoint`` every ``run.checkpoint_minutes`` (and resumes from it), and adds
+        the :class:`FitResult` to the facts."""
+        if isinstance(features, CachedFeatures) and features.cached and not features.built:
+            model.eval()
+            self.build_cache(features)
+        self.seed_everything()
+        train = self.train if lr is None else dataclasses.replace(self.train, lr=float(lr))
+        request = self.request
+        saver = Checkpointer(request.checkpoint, self.runtime.checkpoint_minutes) if request.checkpoint else None
+        result = fit(model, features, self.splits["train"], train, seed=self.seed, device=self.device,
+                     precision=self.precision, amp=self.amp, progress=request.progress, saver=saver,
+                     fused=use_fused_optimizer(self.runtime.fused_optimizer, self.device), on_log=self.on_log)
+        self.facts.update(result.facts())
+        if self.device.type == "cuda":
+            self.facts["peak_memory_mib"] = torch.cuda.max_memory_allocated(self.device) / 2**20
+        return result
+
+    def evaluate(self, model: torch.nn.Module, features_of: Callable[[Split], FeatureSource],
+                 splits: Sequence[str] = ("dev", "test"), metrics: Sequence[MetricSpec] = ()) -> dict[str, SplitOutput]:
+        """Decode each of ``splits`` greedily (model in eval mode; ``features_of(split)`` gives its
+        feature source), timing each (``eval_seconds``)."""
+        results: dict[str, SplitOutput] = {}
+        seconds = self.facts.setdefault("eval_seconds", {})
+        for name in splits:
+            start = time.perf_counter()
+            model.eval()
+            split = self.splits[name]
+            results[name] = evaluate(model, features_of(split), split, self.vocab, self.runtime, self.amp, metrics)
+            seconds[name] = time.perf_counter() - start
+        if self.device.type == "cuda":
+            self.facts["peak_memory_mib_eval"] = torch.cuda.max_memory_allocated(self.device) / 2**20
+        return results
+
+    def outcome(self, results: Mapping[str, SplitOutput]) -> CellOutcome:
+        """The cell's :class:`CellOutcome`: hypotheses, vocabulary, facts, and the utterances
+        left out per split and reason."""
+        skipped = {name: dict(split.skipped) for name, split in self.splits.items()}
+        return CellOutcome(dict(results), self.vocab.symbols, self.facts, skipped)
+
+
+def train_head_on_frozen_features(
+    request: ProtocolRequest,
+    make_head: Callable[[FeatureShape], torch.nn.Module],
+    *,
+    kind: str = "hidden_states",
+    lr: float | None = None,
+    describe: Callable[[torch.nn.Module], Mapping[str, Any]] | None = None,
+    setup: CellSetup | None = None,
+) -> CellOutcome:
+    """A whole cell in one call: the upstream model frozen, a head trained on its features.
+
+    The upstream is built and frozen; its features (``kind``: ``"hidden_states"``, every
+    layer, ``(frames, layers, dim)``; or ``"encoder"``, ``(frames, dim)``) are computed once
+    per training utterance when they fit the cache budget; ``make_head(shape)`` builds the
+    trainable head (any module with ``head(features, frame_mask) -> logits``) after the
+    generators are seeded; it is trained with the recipe (``lr`` replaces its learning rate) and
+    dev and test are decoded. ``describe(head)`` adds facts to the record after training (e.g.
+    learned layer weights)."""
+    setup = setup or CellSetup.start(request)
+    upstream = setup.build_model(mask_time_prob=0.0, frozen=True)
+    setup.check_frame_lengths(upstream)
+    source = setup.training_features(upstream, kind)
+    probe = source.one(0)
+    shape = FeatureShape(dim=int(probe.shape[-1]), layers=int(probe.shape[1]) if probe.dim() == 3 else None,
+                         vocab_size=len(setup.vocab))
+    setup.seed_everything()
+    head = make_head(shape).to(setup.device)
+    setup.record_data(cached=source.cached)
+    if shape.layers is not None:
+        setup.facts.update(upstream_layers=shape.layers, upstream_dim=shape.dim)
+    setup.record_parameters(head, upstream)
+    if setup.train.steps > 0:
+        setup.fit(head, source, lr=lr)
+    if describe is not None:
+        setup.facts.update(describe(head))
+    results = setup.evaluate(head, lambda split: setup.features(upstream, split, kind))
+    return setup.outcome(results)

@@ -1,4 +1,4 @@
-"""The README's CI regression workflow is what .ci/run runs, against a committed baseline that
+"""The CI regression workflow of docs/ci.md is what .ci/run runs, against a committed baseline that
 matches preset ``ci``."""
 
 from __future__ import annotations
@@ -11,15 +11,15 @@ from harness.report.compare import load_results
 from harness.plan.config import load_config
 
 
-def readme_workflow_commands() -> list[str]:
-    text = (REPO / "README.md").read_text()
+def documented_workflow_commands() -> list[str]:
+    text = (REPO / "docs" / "ci.md").read_text()
     workflow = text[text.index("name: bench regression"):]
     workflow = workflow[:workflow.index("```")]
     return [m.strip() for m in re.findall(r"- run: (bench .*)", workflow)]
 
 
-def test_ci_runs_the_readme_workflow_against_the_committed_baseline():
-    commands = readme_workflow_commands()
+def test_ci_runs_the_documented_workflow_against_the_committed_baseline():
+    commands = documented_workflow_commands()
     assert [c.split()[1] for c in commands] == ["run", "report", "compare"]
     assert "ci/baseline.json" in commands[2]
     script = (REPO / ".ci" / "run").read_text().splitlines()

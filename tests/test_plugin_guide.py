@@ -1,6 +1,6 @@
-"""The README's plugin author's guide runs as printed: its package (pyproject.toml with the
+"""The plugin author's guide (docs/plugins.md) runs as printed: its package (pyproject.toml with the
 ``bench`` entry point, a plain PyTorch CTC model, a folder-of-WAVs dataset, a metric) is
-written from README.md, installed, and used by ``bench run``."""
+written from the page, installed, and used by ``bench run``."""
 
 from __future__ import annotations
 
@@ -13,14 +13,17 @@ from conftest import REPO, install_fake_distribution
 MARKER = re.compile(r"<!-- plugin-example: (\S+) -->\n```\w*\n(.*?)\n```", re.S)
 
 
-def readme_example() -> dict[str, str]:
-    files = dict(MARKER.findall((REPO / "README.md").read_text()))
+GUIDE = REPO / "docs" / "plugins.md"
+
+
+def guide_example() -> dict[str, str]:
+    files = dict(MARKER.findall(GUIDE.read_text()))
     assert set(files) == {"pyproject.toml", "bench_example.py", "make_tones.py"}, sorted(files)
     return files
 
 
-def test_readme_plugin_package_runs_as_printed(tmp_path, monkeypatch, bench):
-    files = readme_example()
+def test_guide_plugin_package_runs_as_printed(tmp_path, monkeypatch, bench):
+    files = guide_example()
     package = tmp_path / "package"
     package.mkdir()
     for name, text in files.items():

@@ -1,5 +1,5 @@
 """torchaudio: and s3prl: models, and the same weights through hf:, torchaudio: and s3prl:
-(tiny local checkpoints made here; no hub). They need the extras (README, "Toolkit models"):
+(tiny local checkpoints made here; no hub). They need the extras (docs/toolkit-models.md):
 without them they are skipped with the reason, and CI runs them in a second environment."""
 
 from __future__ import annotations
@@ -239,8 +239,8 @@ def test_same_cer_through_hf_torchaudio_and_s3prl(bench, small_config, tmp_path,
         assert s3_curve == pytest.approx(hf_curve, rel=0.1)
 
 
-def test_readme_smoke_run_offline(bench, small_config, tmp_path):
-    """README: `bench run --models s3prl:<a local tiny upstream>,torchaudio:<tiny>,tiny-wav2vec2
+def test_documented_smoke_run_offline(bench, small_config, tmp_path):
+    """docs/toolkit-models.md: `bench run --models s3prl:<a local tiny upstream>,torchaudio:<tiny>,tiny-wav2vec2
     --langs es --seeds 1`, offline, under both protocols."""
     s3prl_or_skip()
     path = save_checkpoint(tmp_path / "tiny-upstream", **POST_LN)

@@ -332,7 +332,7 @@ def load_config(
         )
     if not isinstance(presets, Mapping) or not all(isinstance(v, Mapping) for v in presets.values()):
         raise BenchError(f"{source}: [presets] must hold tables such as [presets.NAME.run]",
-                         "see the Configuration section of the README")
+                         "see docs/configuration.md (Presets)")
     chosen = presets.get(preset_name, {})
     _check_tables(f"{source} [presets.{preset_name}]", chosen)
     _check_keys(f"{source} [presets.{preset_name}]", chosen, _TOP_SECTIONS - {"presets"})
@@ -376,7 +376,7 @@ def _build(data: dict, preset: str, base_dir: Path, source: str) -> RunConfig:
     for name in ("datasets", "models", "executors", "protocols"):
         table = data.get(name, {})
         if not isinstance(table, Mapping) or not all(isinstance(v, Mapping) for v in table.values()):
-            raise BenchError(f"[{name}] must hold tables such as [{name}.NAME]", f"see the {name} section of the README")
+            raise BenchError(f"[{name}] must hold tables such as [{name}.NAME]", f"see docs/configuration.md (Sections: [{name}.NAME])")
         sections[name] = {k: dict(v) for k, v in table.items()}
     return RunConfig(
         models=_names("run.models", run["models"]) if "models" in run else defaults.models,

@@ -129,7 +129,7 @@ def toolkit_missing(package: str, extra: str, install: str, cause: BaseException
     hint = f"install the [{extra}] extra in a fresh environment: {install}"
     if works:
         hint += f" ({works})"
-    hint += "; see README, 'Toolkit models: s3prl and torchaudio'"
+    hint += "; see docs/toolkit-models.md"
     return BenchError(problem, hint)
 
 

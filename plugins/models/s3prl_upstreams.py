@@ -70,7 +70,7 @@ def _torchaudio_compat() -> None:
 
             def _removed(*args: Any, **kwargs: Any) -> Any:
                 raise RuntimeError("torchaudio.sox_effects was removed in torchaudio 2.9; this s3prl upstream "
-                                   "needs torchaudio <= 2.8 (see bench's README, s3prl)")
+                                   "needs torchaudio <= 2.8 (see bench's docs/toolkit-models.md)")
 
             stub.apply_effects_tensor = stub.apply_effects_file = _removed
             sys.modules["torchaudio.sox_effects"] = stub

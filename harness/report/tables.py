@@ -309,19 +309,19 @@ def findings(cells: Sequence[StoredCell], metric: str = "cer", lower_is_better: 
 NO_INFORMATION = 1.0
 
 
-def uninformative(summary: pd.DataFrame, metric: str, lower_is_better: bool = True, split: str = "test") -> str | None:
-    """Why a metric carries no information in these results, or None. For an error rate (lower is
-    better), every cell that transcribes something (not blank output) scoring at least
-    :data:`NO_INFORMATION` means no model beats an empty transcript on it: its table and heatmap
-    rank noise."""
-    if not lower_is_better:
+def uninformative(frame: pd.DataFrame, metric: str, lower_is_better: bool = True, split: str = "test") -> str | None:
+    """Why a metric carries no information in these results, or None. ``frame``: one row per
+    cell, split and metric (:func:`cells_frame`). For an error rate (lower is better), every cell
+    that transcribes something (not blank output) scoring at least :data:`NO_INFORMATION` means no
+    model beats an empty transcript on it: its table and heatmap rank noise."""
+    if not lower_is_better or frame.empty:
         return None
-    part = summary[(summary["metric"] == metric) & (summary["split"] == split)]
-    trained = part[part["blank"] * 2 <= part["n"]]
-    if trained.empty or (trained["mean"] < NO_INFORMATION).any():
+    part = frame[(frame["metric"] == metric) & (frame["split"] == split)]
+    trained = part[~part["blank"].astype(bool)]["value"]
+    if trained.empty or (trained < NO_INFORMATION).any():
         return None
     return (f"{metric.upper()} carries no information here: every trained cell (blank output aside) scores between "
-            f"{trained['mean'].min():.3f} and {trained['mean'].max():.3f} on {split}, no better than an empty "
+            f"{trained.min():.3f} and {trained.max():.3f} on {split}, no better than an empty "
             f"transcript ({NO_INFORMATION:.1f}); the models insert or garble words at this scale. Its table and "
             f"heatmap are shown last and should not be read as a ranking.")
 
@@ -479,7 +479,7 @@ def write_reports(cells: Sequence[StoredCell], out_dir: Path, metrics: Sequence[
     protocols = protocols_of(summary) if len(summary) else [DEFAULT_PROTOCOL]
     found = findings(cells, metrics[0], direction[metrics[0]]) if metrics else {}
     # metrics that carry no information here: said so, and their tables come after the others
-    silent = {m: why for m in metrics if (why := uninformative(summary, m, direction[m])) is not None}
+    silent = {m: why for m in metrics if (why := uninformative(frame, m, direction[m])) is not None}
     shown_metrics = [m for m in metrics if m not in silent] + [m for m in metrics if m in silent]
     data = data_frame(cells)
     facts = facts_.header(cells)

@@ -239,3 +239,44 @@ def test_page_reads_well_in_a_headless_browser(report, tmp_path):
     assert layout["scrollWidth"] <= layout["innerWidth"]  # the page itself never scrolls sideways
     assert layout["scrollers"] >= 1  # 14 languages: the widest tables scroll within their own block
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 20_000
+
+
+# ---------------------------------------------------------------------------- statistics on the page
+def test_header_counts_a_language_once_across_datasets(tmp_path):
+    from dataclasses import replace
+
+    from harness.report.facts import header
+
+    rows = _rows(0, n=10)
+    cells = [_cell("m", "de", 0, rows), replace(_cell("m", "de", 0, rows), key="other", dataset="common_voice")]
+    facts = dict(header(cells))
+    assert facts["cells"] == "2: 1 model × 1 language × 2 datasets × 1 seed"
+    gappy = [_cell("m", "de", 0, rows), _cell("m", "es", 0, rows), _cell("n", "de", 0, rows)]
+    assert dict(header(gappy))["cells"] == ("3: 2 models × 2 languages × 1 seed (not a full matrix: 1 of 4 "
+                                            "combinations have no result)")
+
+
+def test_page_states_the_correction_effects_and_an_uninformative_metric(tmp_path):
+    """WER between 1.00 and 1.06 in every trained cell is said to carry no information and comes
+    after CER; every tested finding shows an effect size with its interval and its Holm-adjusted p."""
+    from dataclasses import replace
+
+    cells = []
+    for m, (model, rate) in enumerate((("good-model", 0.10), ("mid-model", 0.30))):
+        for lang in ("de", "es", "ru"):
+            for seed in (0, 1, 2):
+                cell = _cell(model, lang, seed, _rows(seed * 5 + m, n=20, rate=rate, prefix=f"{lang}-"))
+                wer = 1.0 + 0.02 * seed
+                cells.append(replace(cell, metrics={s: {"cer": v["cer"], "wer": wer} for s, v in cell.metrics.items()}))
+    paths = write_reports(cells, tmp_path / "r", ["cer", "wer"])
+    md, html = paths["md"].read_text(), paths["html"].read_text()
+    payload = json.loads(paths["json"].read_text())
+    assert "WER carries no information here" in md and "between 1.000 and 1.040" in md
+    assert "WER carries no information here" in html
+    assert md.index("## CER (test)") < md.index("## WER (test)")
+    assert "Holm-corrected together" in md and "Holm-corrected together" in html
+    tested = [f for f in payload["findings"]["synthetic"] if f["p_value"] is not None]
+    assert tested and all(f["effect"] and f["p_adjusted"] >= f["p_value"] for f in tested)
+    assert all(f["effect"]["low"] is not None for f in tested if f["topic"] in {"de", "es", "ru"})
+    assert "95 % bootstrap interval" in md and "Holm-adjusted over the page" in html
+    assert payload["statistics"]["uninformative_metrics"].keys() == {"wer"}

@@ -365,9 +365,15 @@ def _cmd_report(args: argparse.Namespace) -> int:
     paths = write_reports(cells, out, config.metrics, Path(args.json) if args.json else None,
                           _directions(process_registry()), hypotheses)
     _print_matrix(config, cells)
-    for group, items in json.loads(paths["json"].read_text())["findings"].items():
+    payload = json.loads(paths["json"].read_text())
+    for group, items in payload["findings"].items():
         print(f"\nStatistics ({group}, {config.metrics[0].upper()} on test):\n"
-              + "\n".join(f"- {f['sentence']}" for f in items))
+              + "\n".join(f"- {f.get('text', f['sentence'])}" for f in items))
+    statistics = payload.get("statistics", {})
+    if statistics.get("correction"):
+        print(statistics["correction"])
+    for why in statistics.get("uninformative_metrics", {}).values():
+        print(f"Note: {why}")
     missing = planned - len(cells)
     print(f"\n{len(cells)} of {planned} cells have results" + (f" ({missing} not run yet)" if missing else ""))
     print("wrote " + ", ".join(str(p) for p in paths.values()))

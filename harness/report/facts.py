@@ -104,12 +104,17 @@ def _identity(cell: StoredCell) -> dict:
 def header(cells: Sequence[StoredCell]) -> list[tuple[str, str]]:
     """(label, text) lines saying what the report is about."""
     protocols = {c.protocol for c in cells}
-    dims = [(len({c.model for c in cells}), "model"), (len({(c.dataset, c.language) for c in cells}), "language"),
-            (len({c.seed for c in cells}), "seed")]
+    # a language is counted once however many datasets it comes from; datasets are their own dimension
+    dims = [(len({c.model for c in cells}), "model"), (len({c.language for c in cells}), "language")]
+    if len({c.dataset for c in cells}) > 1:
+        dims.append((len({c.dataset for c in cells}), "dataset"))
+    dims.append((len({c.seed for c in cells}), "seed"))
     if len(protocols) > 1:
         dims.append((len(protocols), "protocol"))
+    full = math.prod(n for n, _ in dims)
+    gaps = f" (not a full matrix: {full - len(cells)} of {full} combinations have no result)" if full > len(cells) else ""
     out: list[tuple[str, str]] = [("cells", f"{len(cells)}: " + " × ".join(f"{n} {what}{'s' * (n != 1)}"
-                                                                          for n, what in dims)),
+                                                                          for n, what in dims) + gaps),
                                   ("preset", distinct([c.record.preset for c in cells]))]
     by_protocol: dict[str, list[StoredCell]] = {}
     for c in cells:

@@ -75,12 +75,18 @@ def figure_html(path: Path, alt: str, caption: str) -> str:
             f"<figcaption>{escape(caption)}</figcaption></figure>")
 
 
-def findings_html(found: Mapping[str, list], metric: str) -> list[tuple[str, str]]:
+def findings_html(found: Mapping[str, list], metric: str, correction: str = "",
+                  silent: Sequence[str] = ()) -> list[tuple[str, str]]:
+    """One block per group of findings: each finding's sentence, effect size with its interval,
+    corrected p-value and notes; ``correction`` says how p-values were corrected, ``silent`` why
+    some metrics carry no information."""
     out = []
     for group, items in found.items():
-        lis = "".join(f"<li class='{'sig' if f.significant else 'ns'}'>{escape(f.sentence)}</li>" for f in items)
+        lis = "".join(f"<li class='{'sig' if f.significant else 'ns'}'>{escape(f.text())}</li>" for f in items)
+        extra = "".join(f"<p class='caption'><b>Note:</b> {escape(why)}</p>" for why in silent)
         out.append((f"Statistics ({group})", f"<p class='caption'>{escape(metric.upper())} on test; green: "
-                                             f"significant at α = 0.05.</p><ul>{lis}</ul>"))
+                                             f"significant at α = 0.05 after the correction. {escape(correction)}"
+                                             f"</p><ul>{lis}</ul>{extra}"))
     return out
 
 

@@ -29,6 +29,7 @@ from harness.languages import language
 from harness.plan.cells import DEFAULT_PROTOCOL
 from harness.engine.scoring import BLANK_SHARE, is_blank
 from harness.store.results import StoredCell
+from harness.report.stats import correction_note
 
 #: marks a blank-output cell in tables
 BLANK_MARK = "†"
@@ -270,24 +271,59 @@ def blank_findings(cells: Sequence[StoredCell]):
     return out
 
 
+def train_hours(cells: Sequence[StoredCell]) -> dict[str, float]:
+    """language -> mean training hours over its cells (``record["data"]["train_hours"]``), for the
+    confounds the statistics name."""
+    found: dict[str, list[float]] = {}
+    for c in cells:
+        hours = c.record.get("data", {}).get("train_hours")
+        if isinstance(hours, (int, float)):
+            found.setdefault(c.language, []).append(float(hours))
+    return {lang: sum(v) / len(v) for lang, v in found.items()}
+
+
 def findings(cells: Sequence[StoredCell], metric: str = "cer", lower_is_better: bool = True) -> dict[str, list]:
     """Statistics per dataset and protocol (languages of different datasets, and results of
-    different protocols, are not pooled); blank-output models first."""
-    from harness.report.stats import all_findings
+    different protocols, are not pooled); blank-output models first. One Holm correction runs over
+    every finding with a p-value, across groups (:func:`harness.report.stats.adjust`)."""
+    from harness.report.stats import adjust, all_findings
 
     values = cell_values(cells, metric)
     pretraining = pretraining_languages(cells)
     pretrained = pretrained_models(cells)
-    blank = {(c.model, c.language) for c in cells if is_blank(c.record)}
     protocols = set(values["protocol"])
     out = {}
     for (dataset, protocol), part in values.groupby(["dataset", "protocol"]):
         in_group = [c for c in cells if c.dataset == dataset and c.protocol == protocol]
+        blank = {(c.model, c.language) for c in in_group if is_blank(c.record)}
         out[_group_name(dataset, protocol, protocols)] = [
             *blank_findings(in_group),
-            *all_findings(part, pretraining, metric, pretrained, lower_is_better=lower_is_better, blank=blank),
+            *all_findings(part, pretraining, metric, pretrained, lower_is_better=lower_is_better, blank=blank,
+                          hours=train_hours(in_group)),
         ]
-    return out
+    return adjust(out)
+
+
+#: a lower-is-better metric whose every trained cell scores at least this is no better than an
+#: empty transcript (an error rate of 1.0): it carries no information about the models
+NO_INFORMATION = 1.0
+
+
+def uninformative(frame: pd.DataFrame, metric: str, lower_is_better: bool = True, split: str = "test") -> str | None:
+    """Why a metric carries no information in these results, or None. ``frame``: one row per
+    cell, split and metric (:func:`cells_frame`). For an error rate (lower is better), every cell
+    that transcribes something (not blank output) scoring at least :data:`NO_INFORMATION` means no
+    model beats an empty transcript on it: its table and heatmap rank noise."""
+    if not lower_is_better or frame.empty:
+        return None
+    part = frame[(frame["metric"] == metric) & (frame["split"] == split)]
+    trained = part[~part["blank"].astype(bool)]["value"]
+    if trained.empty or (trained < NO_INFORMATION).any():
+        return None
+    return (f"{metric.upper()} carries no information here: every trained cell (blank output aside) scores between "
+            f"{trained.min():.3f} and {trained.max():.3f} on {split}, no better than an empty "
+            f"transcript ({NO_INFORMATION:.1f}); the models insert or garble words at this scale. Its table and "
+            f"heatmap are shown last and should not be read as a ranking.")
 
 
 def rankings(m: Matrix) -> dict[str, list[tuple[int, str, float, bool]]]:
@@ -442,6 +478,9 @@ def write_reports(cells: Sequence[StoredCell], out_dir: Path, metrics: Sequence[
     summary = summary_frame(frame)
     protocols = protocols_of(summary) if len(summary) else [DEFAULT_PROTOCOL]
     found = findings(cells, metrics[0], direction[metrics[0]]) if metrics else {}
+    # metrics that carry no information here: said so, and their tables come after the others
+    silent = {m: why for m in metrics if (why := uninformative(frame, m, direction[m])) is not None}
+    shown_metrics = [m for m in metrics if m not in silent] + [m for m in metrics if m in silent]
     data = data_frame(cells)
     facts = facts_.header(cells)
     cost = facts_.cost_rows(cells)
@@ -479,8 +518,9 @@ def write_reports(cells: Sequence[StoredCell], out_dir: Path, metrics: Sequence[
         "cost": {"cells": cost, "models": per_model_cost, "total": total_cost},
         "samples": shown,
         "data": data.to_dict(orient="records"),
-        "findings": {d: [{"topic": f.topic, "sentence": f.sentence, "p_value": f.p_value, "tested": f.tested}
-                         for f in items] for d, items in found.items()},
+        "findings": {d: [f.as_dict() for f in items] for d, items in found.items()},
+        "statistics": {"correction": correction_note(found) if found else None,
+                       "uninformative_metrics": {m: why for m, why in silent.items()}},
     }
     text = json.dumps(payload, indent=2, default=float) + "\n"
     paths["json"].write_text(text)
@@ -491,23 +531,27 @@ def write_reports(cells: Sequence[StoredCell], out_dir: Path, metrics: Sequence[
     md = ["# bench results\n", "## What ran\n", page_.facts_markdown(facts)]
     for group, items in found.items():
         md.append(f"## Statistics ({group}, {metrics[0].upper()} on test)\n")
-        md += [f"- {f.sentence}" for f in items]
+        md += [f"- {f.text()}" for f in items]
         md.append("")
+    if found:
+        md.append(f"Statistics: {correction_note(found)}\n")
+    md += [f"Note: {why}\n" for why in silent.values()]
     tex = []
-    blocks = page_.findings_html(found, metrics[0]) if metrics else []
+    blocks = page_.findings_html(found, metrics[0], correction_note(found) if found else "",
+                                 list(silent.values())) if metrics else []
     datasets = sorted({c.dataset for c in cells})
     for protocol in protocols:
         named = len(protocols) > 1 or protocol != DEFAULT_PROTOCOL
         suffix = f" — protocol {protocol}" if named else ""
         tag = f"_{protocol}" if named else ""
-        for metric in metrics:
+        for metric in shown_metrics:
             for split in ("test", "dev"):
                 m = matrix(summary, metric, split, direction[metric], protocol)
                 if not m.models:
                     continue
                 title = (f"{metric.upper()} ({split}){suffix}, mean ± sd over seeds; best per language in bold "
                          f"({m.direction()})")
-                note = m.footnote()
+                note = " ".join(part for part in (silent.get(metric, ""), m.footnote()) if part)
                 md += [f"## {title}\n", tabulate([_families_row(m), *m.rows(lambda t: f"**{t}**")],
                                                  headers=["model", *m.columns], tablefmt="github",
                                                  disable_numparse=True) + "\n" + (f"\n{note}\n" if note else "")]

@@ -83,6 +83,11 @@ class DatasetSpec:
     #: decoding workers), never what it is: left out of the cell's key, so that moving the data
     #: computes nothing again. Honoured only with a ``fingerprint``, which then names the data.
     location_options: tuple[str, ...] = ()
+    #: the languages the configured data holds, when they depend on the options (the language
+    #: folders found under a root, the values of a language column): ``--langs all`` plans these
+    #: and ``--langs`` is checked against them. Gets the dataset's options; may raise BenchError
+    #: (no data configured). None: ``languages`` is the list.
+    list_languages: Callable[[Mapping[str, Any]], tuple[str, ...]] | None = None
 
 
 # --------------------------------------------------------------------------- models

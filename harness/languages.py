@@ -1,7 +1,8 @@
 """Language metadata: the 18 study languages (DESIGN.md section 4) and their scripts.
 
 Text normalisation and reports read this table; datasets declare which codes they cover.
-Codes are Common Voice codes.
+Codes are Common Voice codes. :func:`language` also knows FLEURS's 102 codes (``es_419``,
+``cmn_hans_cn``; table in :mod:`harness.data.fleurs_languages`).
 """
 
 from __future__ import annotations
@@ -51,8 +52,14 @@ STUDY_LANGUAGES: dict[str, Language] = {lang.code: lang for lang in _TABLE}
 
 
 def language(code: str) -> Language:
-    """Metadata for ``code``; unknown codes get a neutral entry (cased, spaced script)."""
+    """Metadata for ``code`` (a Common Voice or a FLEURS code); unknown codes get a neutral entry
+    (cased, spaced script)."""
     found = STUDY_LANGUAGES.get(code)
+    if found is not None:
+        return found
+    from harness.data.fleurs_languages import FLEURS_LANGUAGES  # imports this module: not at the top
+
+    found = FLEURS_LANGUAGES.get(code)
     if found is not None:
         return found
     return Language(code, code, "unknown", "unknown", "unknown")

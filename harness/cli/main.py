@@ -219,6 +219,16 @@ def _print_matrix(config: RunConfig, cells) -> None:
                     print(m.footnote())
 
 
+def _dataset_languages(spec) -> str:
+    """The languages column of ``bench list --datasets``: the codes, or what decides them."""
+    if not spec.languages:
+        return "from its options (see its docs)"
+    shown = " ".join(spec.languages)
+    if spec.list_languages is not None:
+        shown += " (those present in the configured data)"
+    return shown
+
+
 def _cmd_list(args: argparse.Namespace) -> int:
     registry = process_registry()
     show_all = not (args.models or args.datasets or args.metrics or args.languages or args.executors
@@ -234,9 +244,10 @@ def _cmd_list(args: argparse.Namespace) -> int:
                     for name, reg in sorted(registry.groups.items())]
             print(tabulate(rows, headers=["group", "description", "models", "from"]), end="\n\n")
     if show_all or args.datasets:
-        rows = [[name, reg.spec.description, " ".join(reg.spec.languages), str(reg.origin)]
+        rows = [[name, reg.spec.description, _dataset_languages(reg.spec), str(reg.origin)]
                 for name, reg in sorted(registry.datasets.items())]
-        print(tabulate(rows, headers=["dataset", "description", "languages", "from"]), end="\n\n")
+        print(tabulate(rows, headers=["dataset", "description", "languages", "from"], maxcolwidths=[None, 60, 60, None]),
+              end="\n\n")
     if show_all or args.protocols:
         rows = [[name, reg.spec.description, " ".join(f"{k}={v}" for k, v in reg.spec.defaults.items()) or "-",
                  str(reg.origin)] for name, reg in sorted(registry.protocols.items())]

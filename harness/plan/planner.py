@@ -154,6 +154,8 @@ def plan_run(config: RunConfig, registry: Registry) -> Plan:
         options = dict(config.dataset_options.get(dname, {}))
         _check_dataset_options(dname, options, dataset.spec)
         supported = dataset.spec.languages
+        if dataset.spec.list_languages is not None:  # what the configured data holds
+            supported = tuple(dataset.spec.list_languages(options))
         langs = list(supported) if ALL in config.langs else list(config.langs)
         for lang in langs:
             if lang not in supported:

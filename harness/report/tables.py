@@ -125,6 +125,18 @@ def _data_table(frame: pd.DataFrame, fmt: str) -> str:
     return tabulate(shown.values.tolist(), headers=list(shown.columns), tablefmt=fmt, disable_numparse=True)
 
 
+def parallel_notes(cells: Sequence[StoredCell]) -> list[str]:
+    """One note per dataset whose cells say (``record["data"]["parallel_sentences"]``) that its
+    languages read the same sentences, when the report holds two or more of its languages."""
+    said: dict[str, tuple[str, set[str]]] = {}
+    for c in cells:
+        text = c.record.get("data", {}).get("parallel_sentences")
+        if text:
+            said.setdefault(c.dataset, (str(text), set()))[1].add(c.language)
+    return [f"{dataset}: {', '.join(sorted(langs))} read parallel sentences ({text}), so their test sets say the "
+            "same things in each language" for dataset, (text, langs) in sorted(said.items()) if len(langs) > 1]
+
+
 #: printed under the data table when a training split ran out
 EXHAUSTED_NOTE = ("train_exhausted: the training split held less usable audio than train_hours_requested, so "
                   "those cells trained on all of it (train_hours)")
@@ -622,8 +634,11 @@ def write_reports(cells: Sequence[StoredCell], out_dir: Path, metrics: Sequence[
         md += [f"## {title}\n", _data_table(data, "github") + "\n"]
         if exhausted:
             md.append(f"Note: {EXHAUSTED_NOTE}.\n")
+        parallel = parallel_notes(cells)
+        md += [f"Note: {note}.\n" for note in parallel]
         blocks.append((title, page_.scroll(_data_table(data, "html"))
-                       + (f"<p><b>Note:</b> {EXHAUSTED_NOTE}.</p>" if exhausted else "")))
+                       + (f"<p><b>Note:</b> {EXHAUSTED_NOTE}.</p>" if exhausted else "")
+                       + "".join(f"<p><b>Note:</b> {html_escape(note)}.</p>" for note in parallel)))
     paths["md"].write_text("\n".join(md))
     paths["tex"].write_text("\n".join(tex))
     paths["html"].write_text(page_.page(facts, blocks))

@@ -3,6 +3,21 @@
 Both give, per split, the rows (clip id, sentence, speaker) and, on demand, one row's audio
 (a path or the file's bytes). Neither decodes audio up front: only the rows a cell uses are
 decoded (and then cached by the plugin).
+
+Releases. Since 2025 Mozilla distributes Common Voice through the Mozilla Data Collective
+(https://datacollective.mozillafoundation.org), one archive per language and release, as
+before on commonvoice.mozilla.org. Unpacked, every archive gives the same layout::
+
+    cv-corpus-<version>-<date>/<locale>/
+        train.tsv dev.tsv test.tsv validated.tsv invalidated.tsv other.tsv ...
+        clips/common_voice_<locale>_<number>.mp3
+
+``release`` names the ``cv-corpus-*`` directory (or the directory holding exactly one).
+Several languages of one release unpack into the same ``cv-corpus-*`` directory.
+
+The Hugging Face Hub no longer holds Common Voice (the ``mozilla-foundation/common_voice_*``
+datasets were taken down in 2025): a hub id of that name is refused with a message; a dataset
+saved locally (``save_to_disk``, or data files) in the Common Voice schema still works.
 """
 
 from __future__ import annotations
@@ -10,40 +25,27 @@ from __future__ import annotations
 import csv
 import hashlib
 import os
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
+from harness.data.paths import PATH_OUTSIDE_CORPUS, inside
 from harness.errors import BenchError
+from plugins.datasets.audio import ClipSkipped
+from plugins.datasets.corpus import Row, Source
+
+__all__ = ["ENV_RELEASE", "HFSource", "ReleaseSource", "Row", "Source", "file_sha256", "find_release"]
 
 #: the environment variable naming an unpacked release when bench.toml does not
 ENV_RELEASE = "BENCH_COMMON_VOICE"
 #: the release's file for each of bench's splits
 RELEASE_FILES = {"train": "train.tsv", "dev": "dev.tsv", "test": "test.tsv", "validated": "validated.tsv"}
 
-FETCH_HINT = ("download the language from https://commonvoice.mozilla.org/datasets and unpack it, then set "
+FETCH_HINT = ("download the language from the Mozilla Data Collective (https://datacollective.mozillafoundation.org, "
+              "\"Common Voice Scripted Speech\") and unpack it, then set "
               "release = \"/path/to/cv-corpus-<version>\" under [datasets.common_voice] in bench.toml "
               f"(or {ENV_RELEASE}=/path/to/cv-corpus-<version>)")
-
-
-@dataclass(frozen=True)
-class Row:
-    clip: str
-    sentence: str
-    speaker: str
-
-
-class Source(Protocol):
-    #: what the results record names as the data's origin
-    description: str
-    #: changes whenever the underlying files change (part of every cache key)
-    fingerprint: str
-
-    def rows(self, split: str) -> list[Row]: ...
-
-    def audio(self, split: str, index: int) -> str | bytes: ...
-
-    def identity(self, splits: tuple[str, ...]) -> dict[str, Any]: ...
+#: hub ids of the Common Voice datasets Mozilla took off the Hugging Face Hub
+GONE_FROM_HUB = "mozilla-foundation/common_voice"
 
 
 # --------------------------------------------------------------------------- official release
@@ -54,6 +56,10 @@ def find_release(configured: str) -> Path:
         raise BenchError("dataset 'common_voice' has no data source configured", FETCH_HINT +
                          "; or hf_dataset = \"<hub id or saved dataset directory>\"")
     root = Path(raw).expanduser()
+    if root.is_file() and root.name.endswith((".tar.gz", ".tgz", ".tar")):
+        raise BenchError(f"{root} is a Common Voice archive, not an unpacked release",
+                         f"unpack it (tar -xzf {root.name}) and set release to the cv-corpus-<version> directory "
+                         "it makes")
     if not root.is_dir():
         raise BenchError(f"Common Voice release directory {root} does not exist", FETCH_HINT)
     return root
@@ -151,7 +157,12 @@ class ReleaseSource:
         return self._rows[split]
 
     def audio(self, split: str, index: int) -> str:
-        return str(self.dir / "clips" / self.rows(split)[index].clip)
+        """The clip's path; a ``path`` that is absolute or leads out of the release (``..``, a
+        symbolic link) raises ``ClipSkipped("path_outside_corpus")`` without opening anything."""
+        path = inside(self.root, self.rows(split)[index].clip, base=self.dir / "clips")
+        if path is None:
+            raise ClipSkipped(PATH_OUTSIDE_CORPUS)
+        return str(path)
 
 
 # --------------------------------------------------------------------------- Hugging Face datasets
@@ -169,6 +180,13 @@ def _load_hf(name: str, config: str) -> Any:
             if (target / "dataset_dict.json").is_file() or (target / "state.json").is_file():
                 return datasets.load_from_disk(str(target))
             return datasets.load_dataset(str(target))
+        if name.lower().startswith(GONE_FROM_HUB):
+            raise BenchError(
+                f"the Hugging Face dataset {name!r} is gone: Common Voice left the Hugging Face Hub in 2025",
+                "download the release from the Mozilla Data Collective (https://datacollective.mozillafoundation.org), "
+                "unpack it and set release = \"/path/to/cv-corpus-<version>\" under [datasets.common_voice]; a copy "
+                "saved earlier with save_to_disk works as hf_dataset = \"/path/to/it\"",
+            )
         return datasets.load_dataset(name, config)
     except BenchError:
         raise
@@ -188,6 +206,9 @@ class HFSource:
         import datasets
 
         self.name, self.config = name, config
+        local = Path(name).expanduser()
+        # paths in the dataset must stay inside it (a local copy) or inside the datasets cache (the hub)
+        self.root = local.resolve() if local.exists() else Path(datasets.config.HF_DATASETS_CACHE).resolve()
         loaded = _load_hf(name, config)
         if isinstance(loaded, datasets.Dataset):
             loaded = datasets.DatasetDict({"train": loaded})
@@ -240,6 +261,15 @@ class HFSource:
 
     def audio(self, split: str, index: int) -> str | bytes:
         item = self.splits[split][index]["audio"]
-        if isinstance(item, dict):  # embedded bytes win; a path is relative to where the dataset was made
-            return item["bytes"] if item.get("bytes") is not None else (item.get("path") or b"")
-        return item or b""
+        if isinstance(item, dict):  # embedded bytes win; else a path, which must lie inside the dataset
+            if item.get("bytes") is not None:
+                return item["bytes"]
+            item = item.get("path") or ""
+        if isinstance(item, bytes):
+            return item
+        if not item:
+            return b""
+        path = inside(self.root, item, absolute_ok=True)
+        if path is None:
+            raise ClipSkipped(PATH_OUTSIDE_CORPUS)
+        return str(path)

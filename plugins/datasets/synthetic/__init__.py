@@ -4,6 +4,10 @@ Sentences are word sequences sampled from wordfreq's lists; eSpeak NG speaks the
 varied voice, rate and pitch; light noise is added. Output is 16 kHz mono float32 with
 train/dev/test holding disjoint sentences, deterministic for ``corpus_seed`` and cached on
 disk, so a second run does not synthesise again.
+
+It reads no manifest and no audio file, so the rule that manifest paths stay inside their
+corpus (:mod:`harness.data.paths`, applied by common_voice, fleurs and hf) has nothing to
+check here: every utterance is made in memory.
 """
 
 from __future__ import annotations

@@ -24,12 +24,13 @@ import json
 import os
 import sys
 from collections import Counter
+from pathlib import Path
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
-from harness.api import SAMPLING_RATE, DatasetRequest, DatasetSpec, DatasetSplits, Utterance
+from harness.api import SAMPLING_RATE, DatasetRequest, DatasetSpec, DatasetSplits, DownloadItem, Utterance
 from harness.errors import BenchError
 from harness.hookspecs import hookimpl
 from harness.languages import STUDY_LANGUAGES
@@ -38,7 +39,7 @@ from harness.data.utterance_cache import load_or_none, save_utterances
 from plugins.datasets import rows_digest
 
 from .audio import ClipSkipped, decode
-from .sources import HFSource, ReleaseSource, Row, Source
+from .sources import MANUAL_STEPS, HFSource, ReleaseSource, Row, Source, _load_hf
 
 #: 2: duplicate rows (the same clip twice in a split) are dropped and counted
 VERSION = "2"
@@ -246,6 +247,30 @@ def fingerprint(request: DatasetRequest) -> dict[str, Any]:
     return _source(request.language, options).identity(_splits_used(options))
 
 
+def downloads(request: DatasetRequest) -> list[DownloadItem]:
+    """What ``bench download`` does for a language: a Hugging Face dataset on the hub is loaded
+    once where the hub is reachable (``datasets`` caches it under ``$HF_HOME``, where the run finds
+    it with ``HF_HUB_OFFLINE=1``); an official release needs a person (terms to accept), so its
+    steps are printed, unless the configured release already holds the language."""
+    options = _options(dict(request.options))
+    name = options["hf_dataset"]
+    if name:
+        if Path(name).expanduser().exists():
+            return []
+        config = options["hf_config"] or request.language
+
+        def fetch() -> None:
+            _load_hf(name, config)
+
+        return [DownloadItem(kind="call", label=f"Hugging Face dataset {name} ({config})", fetch=fetch,
+                             destination="the datasets cache ($HF_HOME/datasets)")]
+    try:
+        ReleaseSource(options["release"], request.language)
+        return []
+    except BenchError:
+        return [DownloadItem(kind="manual", label="Common Voice (Mozilla Data Collective)", steps=MANUAL_STEPS)]
+
+
 def load(request: DatasetRequest) -> DatasetSplits:
     lang = request.language
     options = _options(dict(request.options))
@@ -302,5 +327,6 @@ def bench_register_datasets(register) -> None:
             check=check,
             fingerprint=fingerprint,
             location_options=("release", "decode_workers"),
+            downloads=downloads,
         )
     )

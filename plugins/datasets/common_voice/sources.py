@@ -14,16 +14,34 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from harness.errors import BenchError
+from harness.errors import BenchError, MissingInput
 
 #: the environment variable naming an unpacked release when bench.toml does not
 ENV_RELEASE = "BENCH_COMMON_VOICE"
 #: the release's file for each of bench's splits
 RELEASE_FILES = {"train": "train.tsv", "dev": "dev.tsv", "test": "test.tsv", "validated": "validated.tsv"}
 
-FETCH_HINT = ("download the language from https://commonvoice.mozilla.org/datasets and unpack it, then set "
+#: where Common Voice releases are published since they left the Hugging Face hub (2025)
+DATA_COLLECTIVE = "https://datacollective.mozillafoundation.org"
+
+FETCH_HINT = (f"download the language from Mozilla Data Collective ({DATA_COLLECTIVE}; `bench download --datasets "
+              "common_voice --langs ...` prints the steps) and unpack it, then set "
               "release = \"/path/to/cv-corpus-<version>\" under [datasets.common_voice] in bench.toml "
               f"(or {ENV_RELEASE}=/path/to/cv-corpus-<version>)")
+
+#: the manual steps of ``bench download`` for a release (terms must be accepted by a person)
+MANUAL_STEPS = (
+    f"Open {DATA_COLLECTIVE}, sign in and find the Common Voice Scripted Speech dataset of each language "
+    "listed above (bench's codes are Common Voice's: sv-SE, zh-CN, ...).",
+    "Accept the dataset's terms (a program cannot do this for you), then download the archive of each language "
+    "(the study used release 7.0; any release works, and the release's name is recorded with every result).",
+    "Extract every archive into one directory on a disk the compute nodes see, e.g. `tar -xzf "
+    "cv-corpus-<version>-<lang>.tar.gz -C /shared/data`: it makes /shared/data/cv-corpus-<version>/<lang>/ with "
+    "train.tsv, dev.tsv, test.tsv and clips/.",
+    "Tell bench where it is: release = \"/shared/data/cv-corpus-<version>\" under [datasets.common_voice] in "
+    f"bench.toml, or --set datasets.common_voice.release=..., or {ENV_RELEASE}=/shared/data/cv-corpus-<version>.",
+    "Check with `bench run --datasets common_voice --langs ... --dry-run` (it reads each language's tables).",
+)
 
 
 @dataclass(frozen=True)
@@ -51,8 +69,8 @@ def find_release(configured: str) -> Path:
     """The release directory from bench.toml or the environment, checked to exist."""
     raw = configured or os.environ.get(ENV_RELEASE, "")
     if not raw:
-        raise BenchError("dataset 'common_voice' has no data source configured", FETCH_HINT +
-                         "; or hf_dataset = \"<hub id or saved dataset directory>\"")
+        raise MissingInput("common_voice", "dataset 'common_voice' has no data source configured", FETCH_HINT +
+                           "; or hf_dataset = \"<hub id or saved dataset directory>\"")
     root = Path(raw).expanduser()
     if not root.is_dir():
         raise BenchError(f"Common Voice release directory {root} does not exist", FETCH_HINT)
@@ -76,8 +94,8 @@ def _release_root(root: Path, lang: str) -> Path:
                          "point release at the one to use")
     release = inner[0] if len(inner) == 1 and not _languages_in(root) else root  # a parent: name the release in it
     present = _languages_in(release)
-    raise BenchError(
-        f"the Common Voice release {release} has no language {lang!r} (no {release / lang / 'train.tsv'})",
+    raise MissingInput(
+        lang, f"not in the Common Voice release {release} (no <language>/train.tsv there)",
         (f"languages in it: {', '.join(present)}; " if present else "it holds no language directory; ")
         + "choose --langs among them, or " + FETCH_HINT,
     )

@@ -50,7 +50,8 @@ class MissingInput(BenchError):
     affected names listed, one fix (``bench run --models all`` on a machine without checkpoints
     gives one block, not one error per model)."""
 
-    def __init__(self, name: str, cause: str, hint: str | None = None) -> None:
-        super().__init__(f"{name}: {cause}", hint)
+    def __init__(self, name: str, cause: str, hint: str | None = None, message: str | None = None) -> None:
+        # ``message``: the full sentence when this problem is reported alone (default "NAME: CAUSE")
+        super().__init__(message or f"{name}: {cause}", hint)
         self.name = name
         self.cause = cause

@@ -116,8 +116,8 @@ def inputs_error(problems: dict[str, tuple[str, BenchError]]) -> BenchError:
     lines = [f"{len(labels)} planned input(s) cannot be used here:"]
     fixes: list[str] = []
     for (cause, hint), names in groups.items():
-        if len(names) == 1 and not isinstance(labels[names[0]], MissingInput):
-            lines.append(f"  {names[0]}: {cause}")
+        if len(names) == 1:  # alone: its own full message
+            lines.append(f"  {names[0]}: {labels[names[0]].message}")
         else:
             lines.append(f"  {cause} ({len(names)}): {', '.join(names)}")
         if hint and hint not in fixes:

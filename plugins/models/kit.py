@@ -266,8 +266,9 @@ def checkpoint_error(ref: str, cause: Exception) -> BenchError:
         )
     if _unreachable(cause):  # the usual case on a cluster's compute node: one cause, one fix for all
         why = "HF_HUB_OFFLINE is set" if _hub_offline() else "the hub cannot be reached from here"
-        return MissingInput(
-            ref, f"hub checkpoint not in the Hugging Face cache ({_cache_dir()}) and {why}", DOWNLOAD_HINT)
+        where = f"not in the Hugging Face cache ({_cache_dir()}) and {why}"
+        return MissingInput(ref, f"hub checkpoint {where}", DOWNLOAD_HINT,
+                            message=f"model checkpoint {ref!r} is not available here: it is {where}")
     return BenchError(
         f"model checkpoint {ref!r} is not available here: {first_line}",
         "if it is a hub id, check the spelling (https://huggingface.co/models); for a private or gated "

@@ -96,7 +96,8 @@ def _release_root(root: Path, lang: str) -> Path:
     present = _languages_in(release)
     raise MissingInput(
         lang, f"not in the Common Voice release {release} (no <language>/train.tsv there)",
-        (f"languages in it: {', '.join(present)}; " if present else "it holds no language directory; ")
+        message=f"the Common Voice release {release} has no language {lang!r} (no {release / lang / 'train.tsv'})",
+        hint=(f"languages in it: {', '.join(present)}; " if present else "it holds no language directory; ")
         + "choose --langs among them, or " + FETCH_HINT,
     )
 

@@ -232,6 +232,7 @@ def test_a_dropped_connection_is_continued_with_a_range_request(hub, checkpoint,
     assert "fetched 3 file(s)" in out and "0 problem(s)" in out
 
 
+@pytest.mark.slow
 def test_a_killed_download_continues_where_it_stopped(hub, checkpoint, tmp_path):
     hub.stall_after = HUB_CHUNK + 500_000  # the weights stop coming after 10.5 MB
     env = _env(hub, tmp_path / "hf")
@@ -262,6 +263,7 @@ def test_a_killed_download_continues_where_it_stopped(hub, checkpoint, tmp_path)
     assert "fetched 0 file(s)" in out and "3 already present and verified" in out
 
 
+@pytest.mark.slow
 def test_a_corrupt_transfer_is_detected_and_a_damaged_cache_entry_is_fetched_again(hub, checkpoint, tmp_path):
     env = _env(hub, tmp_path / "hf")
     hub.corrupt = {"model.safetensors"}  # same size, one byte changed

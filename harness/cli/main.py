@@ -73,6 +73,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
                              config.cache_dir)
         if estimate.cells:
             print("\n" + "\n".join(estimate.lines(config.train.steps, update_seconds)))
+        from harness.run.runner import check_inputs, inputs_error
+
+        problems = check_inputs([c for c in plan.cells if c.key not in done], config)  # as a run checks them
+        if problems:
+            missing = inputs_error(problems)
+            print(f"\nwarning: a run would stop before any cell: {missing.message}\n  hint: {missing.hint}",
+                  file=sys.stderr)
         return 0
     from harness.engine.device import check_runtime
 

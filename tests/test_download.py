@@ -378,3 +378,85 @@ def test_common_voice_download_prints_the_manual_steps(bench, monkeypatch):
 def test_nothing_to_download_for_models_made_here(bench):
     code, out, _ = bench("download", "--models", "tiny", "--langs", "de", "--dry-run")
     assert code == 0 and "nothing to download" in out
+
+
+# --------------------------------------------------------------------------- third-party plugins
+THIRD_PARTY = '''
+from pathlib import Path
+from harness.api import DatasetSpec, DatasetSplits, DownloadItem, ModelGroup, ModelSpec
+from harness.hookspecs import hookimpl
+
+FETCHED = Path(__file__).with_name("fetched.txt")
+
+
+def fetch():
+    FETCHED.write_text("weights")
+
+
+def model_items(options):
+    return [DownloadItem(kind="call", label="outside-weights", fetch=fetch, present=FETCHED.exists,
+                         destination=str(FETCHED))]
+
+
+def data_items(request):
+    return [DownloadItem(kind="manual", label="outside corpus", steps=("Ask the corpus owner for access.",
+                                                                       f"Unpack it for {request.language}."))]
+
+
+@hookimpl
+def bench_register_models(register):
+    register(ModelSpec("outside-model", build=None, downloads=model_items))
+    register.group(ModelGroup("tiny", ("outside-model",), "tiny models"))
+
+
+@hookimpl
+def bench_register_datasets(register):
+    register(DatasetSpec("outside-data", ("de", "fr"), load=None, downloads=data_items))
+'''
+
+
+def test_a_third_party_plugin_says_what_to_fetch_through_the_api(bench, tmp_path, monkeypatch):
+    from conftest import install_fake_distribution
+
+    site = install_fake_distribution(tmp_path, monkeypatch, "outside_bench", THIRD_PARTY, "outside-bench", "outside")
+    code, out, err = bench("download", "--models", "outside-model", "--datasets", "outside-data", "--langs", "all",
+                           "--dry-run")
+    assert code == 0, err
+    assert "outside-weights" in out and "to fetch" in out and not (site / "fetched.txt").exists()
+    assert "outside corpus cannot be downloaded by a program (needed by outside-data:de, outside-data:fr)" in out
+    assert "1. Ask the corpus owner for access." in out
+
+    code, out, err = bench("download", "--models", "outside-model", "--datasets", "outside-data", "--langs", "de")
+    assert code == 0, err
+    assert (site / "fetched.txt").read_text() == "weights" and "fetched 1 file(s)" in out
+    code, out, err = bench("download", "--models", "outside-model", "--datasets", "outside-data", "--langs", "de",
+                           "--dry-run")
+    assert "present" in out
+
+    from harness.plugins import process_registry  # a group two plugins register holds both's members
+    tiny = process_registry().groups["tiny"].spec
+    assert {"outside-model", "tiny-wav2vec2", "tiny-phone-es"} <= set(tiny.members)
+    assert all(name in process_registry().models for name in tiny.members)
+
+
+def test_download_refuses_to_ask_an_offline_hub(bench):
+    code, out, err = bench("download", "--models", "hf:someone/some-model", "--dry-run")  # tests run HF_HUB_OFFLINE=1
+    assert code == 2
+    assert "error: HF_HUB_OFFLINE is set, so the hub cannot be asked what to download" in err
+    assert "without HF_HUB_OFFLINE" in err
+
+
+def test_only_one_format_of_weights_is_chosen():
+    from harness.run.download import select_files
+    from plugins.models.kit import hf_download_items
+
+    (item,) = hf_download_items("org/model")
+    both = ["config.json", "preprocessor_config.json", "model.safetensors", "pytorch_model.bin", "tf_model.h5",
+            "flax_model.msgpack", "README.md", "vocab.json"]
+    assert select_files(both, item) == ["config.json", "preprocessor_config.json", "model.safetensors"]
+    legacy = ["config.json", "pytorch_model.bin", "tf_model.h5"]
+    assert select_files(legacy, item) == ["config.json", "pytorch_model.bin"]
+    sharded = ["config.json", "model.safetensors.index.json", "model-00001-of-00002.safetensors",
+               "model-00002-of-00002.safetensors", "pytorch_model-00001-of-00002.bin"]
+    assert select_files(sharded, item) == sharded[:4]
+    assert hf_download_items("/a/local/checkpoint") == []  # nothing to fetch for a directory

@@ -212,7 +212,19 @@ class Tally:
 
 def fetch_file(snapshot: HubSnapshot, f: HubFile, tally: Tally) -> None:
     """One file into the cache: verified when already there, else fetched (continuing a partial
-    file), verified, then made visible. A file that fails verification is deleted and reported."""
+    file), verified, then made visible. A file that fails verification is deleted and reported.
+
+    Holds the lock huggingface_hub takes for the same blob (``<cache>/.locks/<repo>/<etag>.lock``),
+    so two downloads of one file (two bench processes, or bench and ``hf download``) take turns."""
+    from filelock import FileLock
+
+    lock = snapshot.storage.parent / ".locks" / snapshot.storage.name / f"{f.etag}.lock"
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(lock)):
+        _fetch_file(snapshot, f, tally)
+
+
+def _fetch_file(snapshot: HubSnapshot, f: HubFile, tally: Tally) -> None:
     from huggingface_hub import hf_hub_url
     from huggingface_hub.file_download import http_get
     from huggingface_hub.utils import build_hf_headers

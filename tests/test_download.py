@@ -460,3 +460,18 @@ def test_only_one_format_of_weights_is_chosen():
                "model-00002-of-00002.safetensors", "pytorch_model-00001-of-00002.bin"]
     assert select_files(sharded, item) == sharded[:4]
     assert hf_download_items("/a/local/checkpoint") == []  # nothing to fetch for a directory
+
+
+def test_an_unreachable_hub_is_one_problem_for_every_model(tmp_path):
+    import socket
+
+    with socket.socket() as probe:  # a loopback port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = _env(None, tmp_path / "hf", HF_ENDPOINT=f"http://127.0.0.1:{port}")
+    code, out = _bench(["download", "--models", "hf:org/one,hf:org/two,hf:org/three", "--dry-run"], env)
+    assert code == 1
+    problems = [line for line in out.splitlines() if line.startswith("problem:")]
+    assert len(problems) == 1 and problems[0].endswith(": org/one, org/two, org/three")
+    assert "cannot ask the hub (ConnectError" in problems[0]
+    assert out.count("hint: run `bench download` where") == 1

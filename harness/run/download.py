@@ -33,6 +33,8 @@ from harness.plan.planner import ALL, dataset_request, resolve_models, select_la
 from harness.plugins import Registry
 
 PARTIAL_SUFFIX = ".bench-partial"
+#: seconds to wait for the hub's answer about one repository (a firewalled node never answers)
+ASK_TIMEOUT_S = 30.0
 
 
 # --------------------------------------------------------------------------- what a selection needs
@@ -132,9 +134,9 @@ def resolve_hub(item: DownloadItem) -> HubSnapshot:
 
     api = HfApi()
     if item.repo_type == "dataset":
-        info = api.dataset_info(item.repo_id, revision=item.revision, files_metadata=True)
+        info = api.dataset_info(item.repo_id, revision=item.revision, files_metadata=True, timeout=ASK_TIMEOUT_S)
     else:
-        info = api.model_info(item.repo_id, revision=item.revision, files_metadata=True)
+        info = api.model_info(item.repo_id, revision=item.revision, files_metadata=True, timeout=ASK_TIMEOUT_S)
     siblings = {s.rfilename: s for s in (info.siblings or [])}
     files = []
     for name in select_files(list(siblings), item):
@@ -276,6 +278,22 @@ def human_bytes(n: int | None) -> str:
     return f"{n} B"  # pragma: no cover
 
 
+def _no_answer(exc: BaseException) -> bool:
+    """Whether the hub could not be reached at all (no connection, no answer in time), as opposed
+    to an answer about one repository (unknown, gated)."""
+    # by class name: the HTTP client under huggingface_hub changed (requests, httpx, httpx2)
+    names = {"ConnectError", "ConnectTimeout", "ReadTimeout", "PoolTimeout", "TimeoutException", "ConnectionError",
+             "Timeout"}
+    seen: BaseException | None = exc
+    for _ in range(8):
+        if seen is None:
+            return False
+        if isinstance(seen, (ConnectionError, TimeoutError)) or {c.__name__ for c in type(seen).__mro__} & names:
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
 def _first_line(exc: Exception) -> str:
     first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
     first = " ".join(first.split())[:200]
@@ -300,6 +318,7 @@ def download(config: RunConfig, registry: Registry, dry_run: bool = False) -> in
     manual: list[Needed] = []
     rows: list[list[str]] = []
     to_fetch = 0
+    unreachable = ""
     snapshots: list[HubSnapshot] = []
     for need in items:
         item = need.item
@@ -321,10 +340,16 @@ def download(config: RunConfig, registry: Registry, dry_run: bool = False) -> in
         if item.kind != "hub":
             tally.problem(item.label, f"unknown download kind {item.kind!r} (a plugin's bug)")
             continue
+        if unreachable:  # the hub did not answer for an earlier item: do not wait for each of the others
+            tally.problem(item.label, unreachable)
+            continue
         try:
             snapshot = resolve_hub(item)
         except Exception as exc:  # unreachable hub, unknown repository, gated: reported per item
-            tally.problem(item.label, f"cannot ask the hub ({_first_line(exc)})")
+            cause = f"cannot ask the hub ({_first_line(exc)})"
+            tally.problem(item.label, cause)
+            if _no_answer(exc):
+                unreachable = cause
             continue
         if not snapshot.files:
             tally.problem(item.label, "the repository has none of the files asked for "

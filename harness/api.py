@@ -98,7 +98,8 @@ class DownloadItem:
 
     - ``"hub"``: a Hugging Face hub repository (``repo_id`` at ``revision``, ``repo_type`` "model"
       or "dataset") fetched into the Hugging Face cache (``$HF_HOME/hub``), where
-      ``from_pretrained`` and ``load_dataset`` find it with ``HF_HUB_OFFLINE=1``. Only the files
+      ``from_pretrained`` finds it with ``HF_HUB_OFFLINE=1`` (a dataset loader that keeps its
+      own cache, as ``datasets.load_dataset`` does, is better served by a ``"call"``). Only the files
       matching ``allow_patterns`` are fetched, plus, from ``one_of``, the first pattern group that
       matches any file of the repository (e.g. safetensors weights, else ``pytorch_model.bin``).
       Sizes and hashes come from the hub, so bench lists them first, resumes an interrupted

@@ -88,6 +88,47 @@ class DatasetSpec:
     #: and ``--langs`` is checked against them. Gets the dataset's options; may raise BenchError
     #: (no data configured). None: ``languages`` is the list.
     list_languages: Callable[[Mapping[str, Any]], tuple[str, ...]] | None = None
+    #: what ``bench download`` fetches (or tells a person to fetch) for one language (None:
+    #: nothing, the data is made here or already local)
+    downloads: Callable[[DatasetRequest], Sequence[DownloadItem]] | None = None
+
+
+# --------------------------------------------------------------------------- downloads
+@dataclass(frozen=True)
+class DownloadItem:
+    """One thing a model or dataset needs fetched before it can run on a machine without internet.
+
+    ``bench download`` asks the selected models and datasets for these and handles each by its
+    ``kind``:
+
+    - ``"hub"``: a Hugging Face hub repository (``repo_id`` at ``revision``, ``repo_type`` "model"
+      or "dataset") fetched into the Hugging Face cache (``$HF_HOME/hub``), where
+      ``from_pretrained`` finds it with ``HF_HUB_OFFLINE=1`` (a dataset loader that keeps its
+      own cache, as ``datasets.load_dataset`` does, is better served by a ``"call"``). Only the files
+      matching ``allow_patterns`` are fetched, plus, from ``one_of``, the first pattern group that
+      matches any file of the repository (e.g. safetensors weights, else ``pytorch_model.bin``).
+      Sizes and hashes come from the hub, so bench lists them first, resumes an interrupted
+      file and verifies every file;
+    - ``"call"``: the plugin fetches it itself (``fetch()``; a toolkit's own download cache), after
+      ``present()`` said it is missing;
+    - ``"manual"``: it cannot be fetched by a program (terms to accept): ``steps`` are printed.
+    """
+
+    kind: str
+    #: what it is, for lists and messages (a hub id, a bundle's name, a release)
+    label: str
+    repo_id: str = ""
+    repo_type: str = "model"
+    revision: str | None = None
+    allow_patterns: tuple[str, ...] = ()
+    one_of: tuple[tuple[str, ...], ...] = ()
+    #: ``"call"``: fetches it; ``present``: whether it is already there (None: unknown)
+    fetch: Callable[[], None] | None = None
+    present: Callable[[], bool] | None = None
+    #: where it goes (shown by ``--dry-run``), when not the Hugging Face cache
+    destination: str = ""
+    #: ``"manual"``: the steps a person takes, one sentence each
+    steps: tuple[str, ...] = ()
 
 
 # --------------------------------------------------------------------------- models
@@ -220,6 +261,9 @@ class ModelSpec:
     #: option names the model understands in ``[models.NAME]``, checked before any cell (a
     #: typo fails with "did you mean"); empty: the plugin checks its options itself
     options: tuple[str, ...] = ()
+    #: what ``bench download`` fetches for it, given its ``[models.NAME]`` options (None:
+    #: nothing, it needs no download)
+    downloads: Callable[[Mapping[str, Any]], Sequence[DownloadItem]] | None = None
 
 
 @dataclass(frozen=True)

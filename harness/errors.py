@@ -42,3 +42,16 @@ def unknown(kind: str, name: str, choices: Iterable[str], hint: str | None = Non
         f"unknown {kind} {name!r}.{did_you_mean(name, choices)} Known {kind}s: {listing}.",
         hint,
     )
+
+
+class MissingInput(BenchError):
+    """A check's finding that something a run reads (a checkpoint, a dataset's files) is not on this
+    machine. Problems of the same ``cause`` and ``hint`` are reported together: the cause once, the
+    affected names listed, one fix (``bench run --models all`` on a machine without checkpoints
+    gives one block, not one error per model)."""
+
+    def __init__(self, name: str, cause: str, hint: str | None = None, message: str | None = None) -> None:
+        # ``message``: the full sentence when this problem is reported alone (default "NAME: CAUSE")
+        super().__init__(message or f"{name}: {cause}", hint)
+        self.name = name
+        self.cause = cause

@@ -79,10 +79,18 @@ class ModelRegister(_Register[ModelSpec]):
         self._schemes[scheme.prefix] = Registered(scheme, self._origin)  # type: ignore[arg-type]
 
     def group(self, group: ModelGroup) -> None:
-        """A named set of models (``--models english``); members may come from any plugin."""
+        """A named set of models (``--models english``); members may come from any plugin, and a
+        group several plugins register has the members of all of them (``tiny``)."""
         if group.name in self._table:
             raise BenchError(f"plugin {self._origin.plugin!r} registered group {group.name!r}, which is also a model",
                              "give the group another name")
+        previous = self._groups.get(group.name)
+        if previous is not None and previous.origin != self._origin:
+            # two plugins adding to one group (``tiny``): its members are the union, in order
+            members = (*previous.spec.members, *(m for m in group.members if m not in previous.spec.members))
+            group = ModelGroup(group.name, members, previous.spec.description or group.description)
+            self._groups[group.name] = Registered(group, previous.origin)  # type: ignore[arg-type]
+            return
         self._groups[group.name] = Registered(group, self._origin)  # type: ignore[arg-type]
 
 

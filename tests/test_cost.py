@@ -9,7 +9,7 @@ import torch
 
 from conftest import REPO
 from harness.plan import cost
-from harness.plan.cost import GPUS, LARGE, TINY, architecture_of, cell_cost
+from harness.plan.cost import GPUS, LARGE, TINY, architecture_of, cell_cost, gpu_time, two_significant
 
 
 def _counted(model, frames: int) -> tuple[dict, dict]:
@@ -101,15 +101,17 @@ def test_dry_run_of_the_paper_preset_prints_the_study_cost(bench, tmp_path, monk
     assert "else 10 h per cell" in out
     assert f"large (864 cells): {paper.flops:.3g} FLOPs per cell ({paper.update_flops:.3g} per update)" in out
     for gpu in GPUS:
-        assert f"{864 * paper.gpu_seconds(gpu) / 3600:.1f} GPU-hours on {gpu.name}" in out
+        assert f"{gpu_time(864 * paper.gpu_seconds(gpu))} on {gpu.name}" in out
     h100_hours = 864 * paper.flops / (989e12 * 0.35) / 3600
-    assert 40 < h100_hours < 70 and f"{h100_hours:.1f} GPU-hours on H100" in out
+    assert 40 < h100_hours < 70 and f"{two_significant(h100_hours)} GPU-h on H100" in out
+    per_cell = paper.gpu_seconds(GPUS[0])  # ~3.6 GPU-minutes: said in minutes, two significant digits
+    assert f"= {two_significant(per_cell / 60)} GPU-min on H100" in out and "0.0" not in two_significant(per_cell / 60)
     assert "assumed 35% MFU" in out
     assert not (tmp_path / "cache").exists() and not (tmp_path / ".bench").exists()  # a dry run creates nothing
 
     # a slice costs its share
     out = _dry_run(bench, "--models", "xls-r,no-pretraining", "--langs", "de,ja")
-    assert f"large (12 cells)" in out and f"{12 * paper.gpu_seconds(GPUS[0]) / 3600:.1f} GPU-hours on H100" in out
+    assert f"large (12 cells)" in out and f"{gpu_time(12 * paper.gpu_seconds(GPUS[0]))} on H100" in out
 
 
 def test_measured_gpu_figures_replace_the_assumption(bench, tmp_path, monkeypatch):
@@ -122,8 +124,8 @@ def test_measured_gpu_figures_replace_the_assumption(bench, tmp_path, monkeypatc
     paper = cell_cost(LARGE, 4000, 200.0, 5.0)
     rate = paper.update_flops / 0.5
     per_cell = 4000 * 0.5 + paper.encode_flops / rate + 10 * 3600 / 4000.0
-    assert f"measured on NVIDIA H200: {per_cell / 3600:.3f} GPU-h" in out
-    assert f"from measured seconds per update (NVIDIA H200): {864 * per_cell / 3600:.1f} GPU-hours" in out
+    assert f"measured on NVIDIA H200: {gpu_time(per_cell)}" in out
+    assert f"from measured seconds per update (NVIDIA H200): {gpu_time(864 * per_cell)}" in out
     # figures of another batch do not apply
     saved = json.loads(cost.measured_path(tmp_path / "cache").read_text())
     assert len(saved["figures"]) == 1
@@ -136,3 +138,21 @@ def test_evaluation_hours_come_from_the_dataset_options():
     assert cost.eval_hours_of({"dev_hours": 2, "test_hours": 3}) == 5
     assert cost.eval_hours_of({"dev_hours": 0, "test_hours": 3}) == cost.DEFAULT_EVAL_HOURS  # 0: no cap
     assert cost.eval_hours_of({}) == cost.DEFAULT_EVAL_HOURS
+
+
+@pytest.mark.parametrize("seconds, text", [
+    (0.00612, "0.0061 GPU-s"), (3.0, "3.0 GPU-s"), (59.4, "59 GPU-s"), (61.0, "1.0 GPU-min"), (600.0, "10 GPU-min"),
+    (3599.0, "60 GPU-min"),
+    (3600.0, "1.0 GPU-h"), (5 * 3600 + 1234, "5.3 GPU-h"), (123_456 * 3600, "120,000 GPU-h"),
+])
+def test_gpu_time_is_minutes_or_hours_with_two_significant_digits(seconds, text):
+    assert gpu_time(seconds) == text
+
+
+def test_a_tiny_cell_never_costs_zero(bench, tmp_path, monkeypatch):
+    monkeypatch.setenv("BENCH_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.chdir(tmp_path)
+    code, out, err = bench("run", "--config", str(REPO / "bench.toml"), "--models", "tiny-wav2vec2", "--langs", "de",
+                           "--seeds", "1", "--dry-run")
+    assert code == 0, err
+    assert "0.000" not in out and "GPU-s on H100" in out

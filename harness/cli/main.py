@@ -1,4 +1,4 @@
-"""The ``bench`` command line: run, list, report, compare."""
+"""The ``bench`` command line: run, list, download, pretrain, failures, report, compare."""
 
 from __future__ import annotations
 
@@ -21,9 +21,11 @@ from harness.plugins import process_registry
 def _selection_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", help="bench.toml to read (default: ./bench.toml or $BENCH_CONFIG)")
     parser.add_argument("--preset", help="named preset from bench.toml (default: run.preset of the file, else tiny-study)")
-    parser.add_argument("--models", help="comma-separated model names, or 'all'")
+    parser.add_argument("--models", help="comma-separated model names or groups (study, tiny, english, ...: "
+                        "bench list --models), or 'all' (every registered model)")
     parser.add_argument("--datasets", help="comma-separated dataset names, or 'all'")
-    parser.add_argument("--langs", help="comma-separated language codes, or 'all'")
+    parser.add_argument("--langs", help="comma-separated language codes, 'study' (the study's 18) or 'all' "
+                        "(every language the dataset offers)")
     parser.add_argument("--seeds", help="number of seeds (0..N-1)")
     parser.add_argument("--protocols", help="comma-separated evaluation protocols (finetune, superb, ...), or 'all'")
     parser.add_argument("--metrics", help="comma-separated metric names (run.metrics), e.g. cer,wer")
@@ -71,6 +73,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
                              config.cache_dir)
         if estimate.cells:
             print("\n" + "\n".join(estimate.lines(config.train.steps, update_seconds)))
+        from harness.run.runner import check_inputs, inputs_error
+
+        problems = check_inputs([c for c in plan.cells if c.key not in done], config)  # as a run checks them
+        if problems:
+            missing = inputs_error(problems)
+            print(f"\nwarning: a run would stop before any cell: {missing.message}\n  hint: {missing.hint}",
+                  file=sys.stderr)
         return 0
     from harness.engine.device import check_runtime
 
@@ -239,10 +248,13 @@ def _cmd_list(args: argparse.Namespace) -> int:
         rows += [[f"{prefix}:…", reg.spec.description, "", str(reg.origin)]
                  for prefix, reg in sorted(registry.schemes.items())]
         print(tabulate(rows, headers=["model", "description", "details", "from"]), end="\n\n")
-        if registry.groups:
-            rows = [[name, reg.spec.description, " ".join(reg.spec.members), str(reg.origin)]
-                    for name, reg in sorted(registry.groups.items())]
-            print(tabulate(rows, headers=["group", "description", "models", "from"]), end="\n\n")
+        from harness.plan.planner import ALL, ALL_MODELS
+
+        rows = [[name, reg.spec.description, " ".join(reg.spec.members), str(reg.origin)]
+                for name, reg in sorted(registry.groups.items())]
+        rows.append([ALL, ALL_MODELS, f"({len(registry.models)} models)", "bench"])
+        print(tabulate(rows, headers=["group", "description", "models", "from"], maxcolwidths=[None, 60, 60, None]),
+              end="\n\n")
     if show_all or args.datasets:
         rows = [[name, reg.spec.description, _dataset_languages(reg.spec), str(reg.origin)]
                 for name, reg in sorted(registry.datasets.items())]
@@ -271,6 +283,9 @@ def _cmd_list(args: argparse.Namespace) -> int:
                 for lang in STUDY_LANGUAGES.values()]
         print(tabulate(rows, headers=["code", "language", "family / subgroup", "script", "case", "spaces",
                                       "datasets"]))
+        from harness.plan.planner import LANGUAGE_GROUPS
+
+        print("\n--langs groups: " + "; ".join(f"{name}: {what}" for name, what in LANGUAGE_GROUPS.items()))
     return 0
 
 
@@ -473,6 +488,10 @@ def build_parser() -> argparse.ArgumentParser:
     pretrain.add_argument("--force", action="store_true", help="pre-train again even when cached")
     pretrain.add_argument("--no-progress", action="store_true", help="no progress bars (log lines only)")
     pretrain.set_defaults(func=_cmd_pretrain)
+
+    from harness.cli import download as download_command
+
+    download_command.add_parser(sub, _selection_flags)
 
     failures = sub.add_parser("failures", help="show the failed cells of the configured selection with their errors")
     _selection_flags(failures)

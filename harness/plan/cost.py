@@ -230,6 +230,28 @@ def with_measured(cost: CellCost, steps: int, batch_seconds: float, train_hours:
     return dataclasses.replace(cost, measured_seconds=seconds, measured_device=str(row.get("device", "GPU")))
 
 
+# --------------------------------------------------------------------------- readable figures
+def two_significant(x: float) -> str:
+    """``x`` rounded to two significant digits, written without an exponent (1234 -> "1,200",
+    0.0123 -> "0.012", 45.6 -> "46")."""
+    if x == 0 or not math.isfinite(x):
+        return f"{x:g}"
+    magnitude = math.floor(math.log10(abs(x)))
+    rounded = round(x, 1 - magnitude)
+    decimals = max(0, 1 - magnitude)
+    return f"{rounded:,.{decimals}f}"
+
+
+def gpu_time(seconds: float) -> str:
+    """GPU time a person reads at a glance: GPU-seconds below a minute, GPU-minutes below an
+    hour, else GPU-hours, two significant digits (never "0.000 GPU-h")."""
+    if seconds < 60:
+        return f"{two_significant(seconds)} GPU-s"
+    if seconds < 3600:
+        return f"{two_significant(seconds / 60)} GPU-min"
+    return f"{two_significant(seconds / 3600)} GPU-h"
+
+
 # --------------------------------------------------------------------------- a plan's estimate
 @dataclass(frozen=True)
 class PlanCost:
@@ -261,20 +283,20 @@ class PlanCost:
                f"batches; FLOPs counted from the architectures; dev+test as the datasets' options cap them, "
                f"else {DEFAULT_EVAL_HOURS:g} h per cell):"]
         for arch, (n, cost) in sorted(self.per_architecture.items()):
-            gpus = ", ".join(f"{cost.gpu_seconds(g, self.mfu) / 3600:.3f} GPU-h on {g.name}" for g in GPUS)
+            gpus = ", ".join(f"{gpu_time(cost.gpu_seconds(g, self.mfu))} on {g.name}" for g in GPUS)
             what = (f"{cost.update_flops:.3g} per update" if cost.update_flops else
                     "forward passes only; the downstream's training is not counted")
             line = f"  {arch} ({n} cells): {cost.flops:.3g} FLOPs per cell ({what}) = {gpus}"
             if cost.measured_seconds is not None:
-                line += f"; measured on {cost.measured_device}: {cost.measured_seconds / 3600:.3f} GPU-h"
+                line += f"; measured on {cost.measured_device}: {gpu_time(cost.measured_seconds)}"
             out.append(line)
-        totals = ", ".join(f"{self.gpu_hours(g):.1f} GPU-hours on {g.name} ({g.peak_bf16 / 1e12:.0f} TFLOP/s bf16)"
+        totals = ", ".join(f"{gpu_time(self.gpu_hours(g) * 3600)} on {g.name} ({g.peak_bf16 / 1e12:.0f} TFLOP/s bf16)"
                            for g in GPUS)
         out.append(f"  all: {self.total_flops():.3g} FLOPs = {totals}, at an assumed {self.mfu:.0%} MFU")
         measured = self.measured_hours()
         if measured is not None:
             devices = sorted({c.measured_device for _, c in self.per_architecture.values()})
-            out.append(f"  from measured seconds per update ({', '.join(devices)}): {measured:.1f} GPU-hours")
+            out.append(f"  from measured seconds per update ({', '.join(devices)}): {gpu_time(measured * 3600)}")
         if self.unknown:
             out.append(f"  not estimated: {'; '.join(self.unknown)}")
         return out

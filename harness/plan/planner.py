@@ -8,7 +8,7 @@ keys and the specs that compute them. Workers redo the planning for the cell the
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +20,17 @@ from harness.plan.cells import Cell, cell_identity, cell_key
 from harness.plugins import Registered, Registry
 
 ALL = "all"
+#: the study's languages, as a ``--langs`` group
+STUDY = "study"
+
+#: named selections ``--langs`` understands besides language codes (``bench list --languages``)
+LANGUAGE_GROUPS: Mapping[str, str] = {
+    ALL: "every language the dataset offers",
+    STUDY: "the study's 18 Common Voice languages (DESIGN.md section 4), those the dataset offers",
+}
+#: what ``--models all`` means (``bench list --models``)
+ALL_MODELS = ("every registered model: the study's catalog, the tiny models and those of third-party "
+              "plugins, plus [models.NAME] aliases (not hf:/torchaudio:/s3prl: references)")
 
 
 @dataclass(frozen=True)
@@ -125,6 +136,30 @@ def data_fingerprint(spec: DatasetSpec, config: RunConfig, language: str, option
         return {"unavailable": exc.message}
 
 
+def select_languages(requested: Sequence[str], supported: Sequence[str], dataset: str) -> list[str]:
+    """The languages of ``dataset`` that ``--langs`` selects: codes, ``all`` (every language the
+    dataset offers) and ``study`` (the study's languages the dataset offers); each once, in order."""
+    from harness.languages import STUDY_LANGUAGES
+
+    out: list[str] = []
+    for lang in requested:
+        if lang == ALL:
+            members = list(supported)
+        elif lang == STUDY:
+            members = [code for code in STUDY_LANGUAGES if code in supported]
+        elif lang not in supported:
+            raise BenchError(
+                f"dataset {dataset!r} has no language {lang!r}.{did_you_mean(lang, supported)} "
+                f"Languages of {dataset}: {', '.join(supported)}.",
+                "choose --langs from that list (codes as in Common Voice), or a group: "
+                + ", ".join(f"{name} ({what})" for name, what in LANGUAGE_GROUPS.items()),
+            )
+        else:
+            members = [lang]
+        out += [m for m in members if m not in out]
+    return out
+
+
 def _check_dataset_options(name: str, options: Mapping[str, Any], spec: DatasetSpec) -> None:
     if spec.options:
         for key in options:
@@ -156,14 +191,7 @@ def plan_run(config: RunConfig, registry: Registry) -> Plan:
         supported = dataset.spec.languages
         if dataset.spec.list_languages is not None:  # what the configured data holds
             supported = tuple(dataset.spec.list_languages(options))
-        langs = list(supported) if ALL in config.langs else list(config.langs)
-        for lang in langs:
-            if lang not in supported:
-                raise BenchError(
-                    f"dataset {dname!r} has no language {lang!r}.{did_you_mean(lang, supported)} "
-                    f"Languages of {dname}: {', '.join(supported)}.",
-                    "choose --langs from that list (codes as in Common Voice), or --langs all",
-                )
+        for lang in select_languages(config.langs, supported, dname):
             data = data_fingerprint(dataset.spec, config, lang, options)  # once per language, for every seed
             keyed_options = options if dataset.spec.fingerprint is None else {
                 k: v for k, v in options.items() if k not in dataset.spec.location_options}

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from harness.run.cell import CellFailure, CellResult, CellTask
 from harness.plan.config import RunConfig, runtime_fingerprint
 from harness.engine.device import check_runtime
-from harness.errors import BenchError
+from harness.errors import BenchError, MissingInput
 from harness.plan.planner import ALL, Plan, PlannedCell, checkpoint_path, data_request, plan_run, resolve_models
 from harness.plugins import Registry, process_registry
 from harness.run.prepare_models import prepare_models
@@ -103,18 +103,27 @@ def check_inputs(pending: list[PlannedCell], config: RunConfig) -> dict[str, tup
 
 
 def inputs_error(problems: dict[str, tuple[str, BenchError]]) -> BenchError:
-    """One error naming every model and language that cannot be used, each with its problem, and every fix."""
-    messages: dict[str, str] = {}
-    hints: list[str] = []
+    """One error naming every model and language that cannot be used, in one readable block:
+    problems sharing a cause and a fix (a :class:`MissingInput` of the same ``cause``, or the same
+    message) are one line listing the affected names once, and each fix is said once."""
+    labels: dict[str, BenchError] = {}
     for label, exc in problems.values():
-        messages.setdefault(label, exc.message)
-        if exc.hint and exc.hint not in hints:
-            hints.append(exc.hint)
-    return BenchError(
-        f"{len(messages)} planned input(s) cannot be used ({', '.join(messages)}): "
-        + "; ".join(f"{label}: {message}" for label, message in messages.items()),
-        "; ".join(hints + ["or run with --keep-going to compute the rest and record these cells as failed"]),
-    )
+        labels.setdefault(label, exc)
+    groups: dict[tuple[str, str], list[str]] = {}
+    for label, exc in labels.items():
+        cause = exc.cause if isinstance(exc, MissingInput) else exc.message
+        groups.setdefault((cause, exc.hint or ""), []).append(label)
+    lines = [f"{len(labels)} planned input(s) cannot be used here:"]
+    fixes: list[str] = []
+    for (cause, hint), names in groups.items():
+        if len(names) == 1:  # alone: its own full message
+            lines.append(f"  {names[0]}: {labels[names[0]].message}")
+        else:
+            lines.append(f"  {cause} ({len(names)}): {', '.join(names)}")
+        if hint and hint not in fixes:
+            fixes.append(hint)
+    fixes.append("or run with --keep-going to compute the rest and record these cells as failed")
+    return BenchError("\n".join(lines), "\n  ".join(fixes))
 
 
 def execute(plan: Plan, config: RunConfig, store: ResultStore, progress: Progress | None = None,

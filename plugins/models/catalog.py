@@ -23,7 +23,7 @@ from harness.hookspecs import hookimpl
 
 from .hf import VERSION
 from .kit import (CHECKPOINT_OPTIONS, CONFIG_OPTIONS, HF_FACTS, HFCTCModel, check_hf_checkpoint, hf_config_kwargs,
-                  load_hf_checkpoint)
+                  hf_downloads, load_hf_checkpoint)
 
 #: the 23 VoxPopuli languages (ISO 639-1, as Common Voice codes where they coincide)
 VOXPOPULI_23 = ("en", "de", "fr", "es", "pl", "it", "ro", "hu", "cs", "nl", "fi", "hr", "sk", "sl", "et", "lt",
@@ -147,6 +147,7 @@ def spec(entry: CatalogEntry) -> ModelSpec:
         check=lambda: check_hf_checkpoint(entry.hub_id),
         facts=entry.facts(),
         options=CHECKPOINT_OPTIONS,
+        downloads=hf_downloads(entry.hub_id),
     )
 
 

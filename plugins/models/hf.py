@@ -14,12 +14,12 @@ import warnings
 from collections.abc import Mapping
 from typing import Any
 
-from harness.api import ModelRequest, ModelScheme, ModelSpec
+from harness.api import ModelGroup, ModelRequest, ModelScheme, ModelSpec
 from harness.errors import BenchError
 from harness.hookspecs import hookimpl
 
 from .kit import (CHECKPOINT_OPTIONS, CONFIG_OPTIONS, HF_FACTS, HFCTCModel, check_hf_checkpoint,
-                  checkpoint_fingerprint, hf_config_kwargs, load_hf_checkpoint, local_path)
+                  checkpoint_fingerprint, hf_config_kwargs, hf_downloads, load_hf_checkpoint, local_path)
 
 __all__ = ["CHECKPOINT_OPTIONS", "CONFIG_OPTIONS", "HF_FACTS", "HFCTCModel", "TINY_ARCHITECTURES", "VERSION",
            "build_tiny", "checkpoint_spec", "tiny_config"]
@@ -52,6 +52,7 @@ def checkpoint_spec(ref: str) -> ModelSpec:
         check=lambda: check_hf_checkpoint(ref),
         facts=HF_FACTS,
         options=CHECKPOINT_OPTIONS,
+        downloads=hf_downloads(ref),
     )
 
 
@@ -117,4 +118,7 @@ def _tiny_spec(name: str, model_type: str) -> ModelSpec:
 def bench_register_models(register) -> None:
     for name, model_type in TINY_ARCHITECTURES.items():
         register(_tiny_spec(name, model_type))
+    register.group(ModelGroup("tiny", tuple(TINY_ARCHITECTURES),
+                              "every tiny model (offline; seconds per cell on a CPU): the architectures with random "
+                              "weights and those pre-trained here"))
     register.scheme(ModelScheme("hf", checkpoint_spec, "any AutoModelForCTC checkpoint: hf:HUB_ID or hf:/path"))

@@ -30,12 +30,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from harness.api import SAMPLING_RATE, ModelFacts, ModelRequest, SpeechCTCModel
-from harness.errors import BenchError
+from harness.api import SAMPLING_RATE, DownloadItem, ModelFacts, ModelRequest, SpeechCTCModel
+from harness.errors import BenchError, MissingInput
 
 __all__ = [
     "CHECKPOINT_OPTIONS", "CONFIG_OPTIONS", "HF_FACTS", "HFCTCModel", "SAMPLING_RATE", "capture_layer_outputs",
-    "check_hf_checkpoint", "checkpoint_error", "checkpoint_fingerprint", "fresh_ctc_head", "frames_of",
+    "DOWNLOAD_HINT", "check_hf_checkpoint", "checkpoint_error", "checkpoint_fingerprint", "fresh_ctc_head", "frames_of",
+    "hf_download_items", "hf_downloads",
     "hf_config_kwargs", "hf_ctc_head", "hf_expects_normalised_audio", "init_ctc_head", "load_hf_checkpoint",
     "load_hf_ctc_model", "local_path", "normalise_audio", "renew_ctc_head", "toolkit_missing",
 ]
@@ -220,6 +221,40 @@ def checkpoint_fingerprint(path: Path) -> str:
     return digest.hexdigest()[:16]
 
 
+#: the fix for hub checkpoints missing here, said once however many models lack theirs
+DOWNLOAD_HINT = ("run `bench download` with the same --models where the hub is reachable (a login node), then copy "
+                 "$HF_HOME to this machine's shared disk or point HF_HOME there (docs/cluster-offline.md); or save "
+                 "a checkpoint to a directory and use hf:/that/directory")
+
+
+def _cache_dir() -> str:
+    from huggingface_hub import constants
+
+    return str(constants.HF_HUB_CACHE)
+
+
+def _hub_offline() -> bool:
+    from huggingface_hub import constants
+
+    return bool(constants.HF_HUB_OFFLINE)
+
+
+def _unreachable(cause: BaseException) -> bool:
+    """Whether a loading error says the hub could not be asked (offline mode, no connection), as
+    opposed to the hub answering that there is no such repository or file."""
+    from huggingface_hub.errors import LocalEntryNotFoundError, OfflineModeIsEnabled
+
+    seen: BaseException | None = cause
+    for _ in range(8):
+        if seen is None:
+            break
+        if isinstance(seen, (LocalEntryNotFoundError, OfflineModeIsEnabled, ConnectionError, TimeoutError)):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    text = str(cause).lower()
+    return _hub_offline() or "couldn't connect" in text or "offline mode" in text or "connection" in text
+
+
 def checkpoint_error(ref: str, cause: Exception) -> BenchError:
     """The error for a Hugging Face checkpoint that cannot be loaded (local) or reached (hub)."""
     first_line = str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
@@ -229,12 +264,35 @@ def checkpoint_error(ref: str, cause: Exception) -> BenchError:
             "the directory must hold a Hugging Face checkpoint (config.json and weights), "
             "as written by model.save_pretrained(DIR)",
         )
+    if _unreachable(cause):  # the usual case on a cluster's compute node: one cause, one fix for all
+        why = "HF_HUB_OFFLINE is set" if _hub_offline() else "the hub cannot be reached from here"
+        where = f"not in the Hugging Face cache ({_cache_dir()}) and {why}"
+        return MissingInput(ref, f"hub checkpoint {where}", DOWNLOAD_HINT,
+                            message=f"model checkpoint {ref!r} is not available here: it is {where}")
     return BenchError(
         f"model checkpoint {ref!r} is not available here: {first_line}",
-        "if it is a hub id, check the spelling; this machine may not reach the hub: download it where the hub "
-        f"is reachable (`hf download {ref}`) and copy that cache here (HF_HOME), or save it to a directory and "
-        "use hf:/that/directory",
+        "if it is a hub id, check the spelling (https://huggingface.co/models); for a private or gated "
+        "checkpoint, log in with `hf auth login`",
     )
+
+
+def hf_download_items(ref: str, revision: str | None = None) -> list[DownloadItem]:
+    """What ``bench download`` fetches for ``hf:REF`` or a catalog entry: the config, the
+    feature extractor's settings and one format of weights (safetensors when the repository
+    has them, else ``pytorch_model.bin``), nothing for a local directory."""
+    if local_path(ref) is not None:
+        return []
+    return [DownloadItem(
+        kind="hub", label=ref, repo_id=ref, revision=revision,
+        allow_patterns=("config.json", "preprocessor_config.json"),
+        one_of=(("model.safetensors", "model.safetensors.index.json", "model-*.safetensors"),
+                ("pytorch_model.bin", "pytorch_model.bin.index.json", "pytorch_model-*.bin")),
+    )]
+
+
+def hf_downloads(ref: str):
+    """A ``ModelSpec.downloads`` callable for a hub checkpoint (the ``revision`` option honoured)."""
+    return lambda options: hf_download_items(ref, options.get("revision"))
 
 
 def check_hf_checkpoint(ref: str, revision: str | None = None) -> None:

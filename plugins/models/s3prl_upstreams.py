@@ -35,7 +35,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from harness.api import ModelFacts, ModelRequest, ModelScheme, ModelSpec, SpeechCTCModel
+from harness.api import DownloadItem, ModelFacts, ModelRequest, ModelScheme, ModelSpec, SpeechCTCModel
 from harness.errors import BenchError, did_you_mean
 from harness.hookspecs import hookimpl
 
@@ -238,7 +238,22 @@ def s3prl_spec(argument: str) -> ModelSpec:
         check=lambda: check_upstream(name, path),
         facts=ModelFacts(hidden_states=True),
         options=OPTIONS,
+        downloads=None if path else lambda options: upstream_downloads(name),
     )
+
+
+def upstream_downloads(name: str) -> list[DownloadItem]:
+    """``bench download`` for a registered upstream: s3prl has no download-only call, so the
+    upstream is built once, which fills s3prl's cache (where later builds find it)."""
+
+    def fetch() -> None:
+        _s3prl()
+        from s3prl.nn import S3PRLUpstream
+
+        quiet_transformers_load(lambda: S3PRLUpstream(name))
+
+    return [DownloadItem(kind="call", label=f"s3prl upstream {name}", fetch=fetch,
+                         destination="s3prl's cache (torch.hub.get_dir() and the Hugging Face cache)")]
 
 
 @hookimpl

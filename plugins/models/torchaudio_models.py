@@ -28,7 +28,7 @@ from typing import Any
 
 import torch
 
-from harness.api import ModelFacts, ModelRequest, ModelScheme, ModelSpec, SpeechCTCModel
+from harness.api import DownloadItem, ModelFacts, ModelRequest, ModelScheme, ModelSpec, SpeechCTCModel
 from harness.errors import BenchError, did_you_mean
 from harness.hookspecs import hookimpl
 
@@ -309,7 +309,24 @@ def torchaudio_spec(argument: str) -> ModelSpec:
     return ModelSpec(name, lambda request: build_bundle(argument, request), VERSION,
                      f"torchaudio.pipelines.{argument} (torch's download cache)", metadata,
                      check=lambda: check_bundle(argument), facts=ModelFacts(pretrained=True, hidden_states=True),
-                     options=OPTIONS)
+                     options=OPTIONS, downloads=lambda options: bundle_downloads(argument))
+
+
+def bundle_downloads(name: str) -> list[DownloadItem]:
+    """``bench download`` for a bundle: its weights file into torch's download cache (where
+    ``bundle.get_model()`` looks first), fetched with torch's own downloader."""
+
+    def where() -> tuple[str, Path]:
+        return bundle_file(_bundle(name))
+
+    def fetch() -> None:
+        url, cached = where()
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        torch.hub.download_url_to_file(url, str(cached), progress=True)
+
+    return [DownloadItem(kind="call", label=f"torchaudio bundle {name}", fetch=fetch,
+                         present=lambda: where()[1].is_file(),
+                         destination="torch's download cache (torch.hub.get_dir()/checkpoints)")]
 
 
 @hookimpl

@@ -21,15 +21,16 @@ key, and each cell's record holds a digest of the rows it used (``data["rows_sha
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
-from harness.api import DatasetRequest, DatasetSpec, DatasetSplits
+from harness.api import DatasetRequest, DatasetSpec, DatasetSplits, DownloadItem
 from harness.errors import BenchError
 from harness.hookspecs import hookimpl
 from harness.languages import STUDY_LANGUAGES
 from plugins.datasets import corpus
 
-from .sources import HFSource, ReleaseSource, Row, Source
+from .sources import MANUAL_STEPS, HFSource, ReleaseSource, Row, Source, load_hf
 
 __all__ = ["DEFAULTS", "HFSource", "ReleaseSource", "Row", "Source", "VERSION", "check", "fingerprint", "load"]
 
@@ -89,6 +90,30 @@ def fingerprint(request: DatasetRequest) -> dict[str, Any]:
     return _source(request.language, options).identity(corpus.splits_used(options))
 
 
+def downloads(request: DatasetRequest) -> list[DownloadItem]:
+    """What ``bench download`` does for a language: a Hugging Face dataset on the hub is loaded
+    once where the hub is reachable (``datasets`` caches it under ``$HF_HOME``, where the run finds
+    it with ``HF_HUB_OFFLINE=1``); an official release needs a person (terms to accept), so its
+    steps are printed, unless the configured release already holds the language."""
+    options = _options(dict(request.options))
+    name = options["hf_dataset"]
+    if name:
+        if Path(name).expanduser().exists():
+            return []
+        config = options["hf_config"] or request.language
+
+        def fetch() -> None:
+            load_hf(name, config)
+
+        return [DownloadItem(kind="call", label=f"Hugging Face dataset {name} ({config})", fetch=fetch,
+                             destination="the datasets cache ($HF_HOME/datasets)")]
+    try:
+        ReleaseSource(options["release"], request.language)
+        return []
+    except BenchError:
+        return [DownloadItem(kind="manual", label="Common Voice (Mozilla Data Collective)", steps=MANUAL_STEPS)]
+
+
 def load(request: DatasetRequest) -> DatasetSplits:
     options = _options(dict(request.options))
     source = _source(request.language, options)
@@ -111,5 +136,6 @@ def bench_register_datasets(register) -> None:
             check=check,
             fingerprint=fingerprint,
             location_options=("release", "decode_workers"),
+            downloads=downloads,
         )
     )

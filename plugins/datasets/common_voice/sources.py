@@ -29,21 +29,40 @@ from pathlib import Path
 from typing import Any
 
 from harness.data.paths import PATH_OUTSIDE_CORPUS, inside
-from harness.errors import BenchError
+from harness.errors import BenchError, MissingInput
 from plugins.datasets.audio import ClipSkipped
 from plugins.datasets.corpus import Row, Source
 
-__all__ = ["ENV_RELEASE", "HFSource", "ReleaseSource", "Row", "Source", "file_sha256", "find_release"]
+__all__ = ["ENV_RELEASE", "HFSource", "MANUAL_STEPS", "ReleaseSource", "Row", "Source", "file_sha256",
+           "find_release", "load_hf"]
 
 #: the environment variable naming an unpacked release when bench.toml does not
 ENV_RELEASE = "BENCH_COMMON_VOICE"
 #: the release's file for each of bench's splits
 RELEASE_FILES = {"train": "train.tsv", "dev": "dev.tsv", "test": "test.tsv", "validated": "validated.tsv"}
 
-FETCH_HINT = ("download the language from the Mozilla Data Collective (https://datacollective.mozillafoundation.org, "
-              "\"Common Voice Scripted Speech\") and unpack it, then set "
+#: where Common Voice releases are published since they left the Hugging Face hub (2025)
+DATA_COLLECTIVE = "https://datacollective.mozillafoundation.org"
+
+FETCH_HINT = (f"download the language from Mozilla Data Collective ({DATA_COLLECTIVE}; `bench download --datasets "
+              "common_voice --langs ...` prints the steps) and unpack it, then set "
               "release = \"/path/to/cv-corpus-<version>\" under [datasets.common_voice] in bench.toml "
               f"(or {ENV_RELEASE}=/path/to/cv-corpus-<version>)")
+
+#: the manual steps of ``bench download`` for a release (terms must be accepted by a person)
+MANUAL_STEPS = (
+    f"Open {DATA_COLLECTIVE}, sign in and find the Common Voice Scripted Speech dataset of each language "
+    "listed above (bench's codes are Common Voice's: sv-SE, zh-CN, ...).",
+    "Accept the dataset's terms (a program cannot do this for you), then download the archive of each language "
+    "(the study used release 7.0; any release works, and the release's name is recorded with every result).",
+    "Extract every archive into one directory on a disk the compute nodes see, e.g. `tar -xzf "
+    "cv-corpus-<version>-<lang>.tar.gz -C /shared/data`: it makes /shared/data/cv-corpus-<version>/<lang>/ with "
+    "train.tsv, dev.tsv, test.tsv and clips/.",
+    "Tell bench where it is: release = \"/shared/data/cv-corpus-<version>\" under [datasets.common_voice] in "
+    f"bench.toml, or --set datasets.common_voice.release=..., or {ENV_RELEASE}=/shared/data/cv-corpus-<version>.",
+    "Check with `bench run --datasets common_voice --langs ... --dry-run` (it reads each language's tables).",
+)
+
 #: hub ids of the Common Voice datasets Mozilla took off the Hugging Face Hub
 GONE_FROM_HUB = "mozilla-foundation/common_voice"
 
@@ -53,8 +72,8 @@ def find_release(configured: str) -> Path:
     """The release directory from bench.toml or the environment, checked to exist."""
     raw = configured or os.environ.get(ENV_RELEASE, "")
     if not raw:
-        raise BenchError("dataset 'common_voice' has no data source configured", FETCH_HINT +
-                         "; or hf_dataset = \"<hub id or saved dataset directory>\"")
+        raise MissingInput("common_voice", "dataset 'common_voice' has no data source configured", FETCH_HINT +
+                           "; or hf_dataset = \"<hub id or saved dataset directory>\"")
     root = Path(raw).expanduser()
     if root.is_file() and root.name.endswith((".tar.gz", ".tgz", ".tar")):
         raise BenchError(f"{root} is a Common Voice archive, not an unpacked release",
@@ -82,9 +101,10 @@ def _release_root(root: Path, lang: str) -> Path:
                          "point release at the one to use")
     release = inner[0] if len(inner) == 1 and not _languages_in(root) else root  # a parent: name the release in it
     present = _languages_in(release)
-    raise BenchError(
-        f"the Common Voice release {release} has no language {lang!r} (no {release / lang / 'train.tsv'})",
-        (f"languages in it: {', '.join(present)}; " if present else "it holds no language directory; ")
+    raise MissingInput(
+        lang, f"not in the Common Voice release {release} (no <language>/train.tsv there)",
+        message=f"the Common Voice release {release} has no language {lang!r} (no {release / lang / 'train.tsv'})",
+        hint=(f"languages in it: {', '.join(present)}; " if present else "it holds no language directory; ")
         + "choose --langs among them, or " + FETCH_HINT,
     )
 
@@ -170,7 +190,7 @@ class ReleaseSource:
 HF_SPLITS = {"train": ("train",), "dev": ("validation", "dev"), "test": ("test",), "validated": ("validated",)}
 
 
-def _load_hf(name: str, config: str) -> Any:
+def load_hf(name: str, config: str) -> Any:
     import datasets
 
     path = Path(name).expanduser()
@@ -209,7 +229,7 @@ class HFSource:
         local = Path(name).expanduser()
         # paths in the dataset must stay inside it (a local copy) or inside the datasets cache (the hub)
         self.root = local.resolve() if local.exists() else Path(datasets.config.HF_DATASETS_CACHE).resolve()
-        loaded = _load_hf(name, config)
+        loaded = load_hf(name, config)
         if isinstance(loaded, datasets.Dataset):
             loaded = datasets.DatasetDict({"train": loaded})
         self.splits: dict[str, Any] = {}

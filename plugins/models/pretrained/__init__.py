@@ -172,3 +172,4 @@ def bench_register_models(register) -> None:
                               "tiny models pre-trained here self-supervised (Spanish; six other languages) and the "
                               "same architecture with no pre-training"))
     register.group(ModelGroup("tiny-pretrained", tuple(BUILT_IN), "every built-in tiny model pre-trained here"))
+    register.group(ModelGroup("tiny", tuple(BUILT_IN), "every tiny model (offline; seconds per cell on a CPU)"))

@@ -47,6 +47,7 @@ def _config(args: argparse.Namespace) -> RunConfig:
 def _cmd_run(args: argparse.Namespace) -> int:
     from harness.run.progress import Progress
     from harness.run.runner import execute, plan_run
+    from harness.run.signals import exit_code, signal_name, terminate_as_interrupt
     from harness.store.results import ResultStore
 
     config = _config(args)
@@ -88,13 +89,18 @@ def _cmd_run(args: argparse.Namespace) -> int:
         done = store.done_keys(c.key for c in plan.cells)
         progress = Progress(len(plan.cells) - len(done), enabled=None if not args.no_progress else False)
         try:
-            summary = execute(plan, config, store, progress, registry, retry_failed=args.retry_failed,
-                              keep_going=args.keep_going)
-        except KeyboardInterrupt:
+            with terminate_as_interrupt():  # SIGTERM (Slurm preemption, docker stop, kill) like Ctrl-C
+                summary = execute(plan, config, store, progress, registry, retry_failed=args.retry_failed,
+                                  keep_going=args.keep_going)
+        except KeyboardInterrupt as exc:
             progress.close()
-            print("\ninterrupted: every finished cell is stored; run the same command again to continue.",
-                  file=sys.stderr)
-            return 130
+            stored = len(store.done_keys(c.key for c in plan.cells))
+            checkpoints = config.cache_dir / "checkpoints"
+            print(f"\ninterrupted ({signal_name(exc)}): {stored - len(done)} cell(s) finished in this run; "
+                  f"{stored} of the {len(plan.cells)} planned cells are stored in {config.store}. A cell under way "
+                  f"keeps its in-cell checkpoint in {checkpoints}, from which the next run resumes it. "
+                  "Run the same command again to continue.", file=sys.stderr)
+            return exit_code(exc)
         except BenchError:
             progress.close()
             finished = len(store.done_keys(c.key for c in plan.cells)) - len(done)
@@ -514,6 +520,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="relative tolerance per metric (share of the baseline), e.g. --rel wer=0.05")
     cmp.add_argument("--allow-missing", action="store_true", help="cells missing from the current results do not fail")
     cmp.set_defaults(func=_cmd_compare)
+
+    from harness.cli import merge
+    merge.add_parser(sub)
     return parser
 
 

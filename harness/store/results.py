@@ -334,6 +334,39 @@ class ResultStore:
             (key, split),
         ).fetchall()
 
+    @_guard
+    def all_hypotheses(self, key: str) -> dict[str, list[tuple[str, str, str]]]:
+        """Every split's hypotheses of one cell: {split: [(utterance, reference, hypothesis), ...]}."""
+        out: dict[str, list[tuple[str, str, str]]] = {}
+        for split, utt, ref, hyp in self._db.execute(
+                "SELECT split, utterance, reference, hypothesis FROM hypotheses WHERE key=? "
+                "ORDER BY split, utterance", (key,)):
+            out.setdefault(split, []).append((utt, ref, hyp))
+        return out
+
+    @_guard
+    def import_cell(self, cell: StoredCell, hypotheses: Mapping[str, Iterable[tuple[str, str, str]]]) -> None:
+        """Store a cell computed elsewhere exactly as it was stored there (its finish time and
+        duration included), with its hypotheses; a failure recorded here for its key is dropped."""
+        with self._db:
+            self._db.execute("DELETE FROM failures WHERE key=?", (cell.key,))
+            self._db.execute("INSERT OR REPLACE INTO cells VALUES (?,?,?,?,?,?,?,?,?)",
+                             (cell.key, cell.model, cell.dataset, cell.language, cell.seed, json.dumps(cell.metrics),
+                              json.dumps(cell.record, default=str), cell.finished_at, cell.duration_s))
+            self._db.execute("DELETE FROM hypotheses WHERE key=?", (cell.key,))
+            self._db.executemany("INSERT INTO hypotheses VALUES (?,?,?,?,?)",
+                                 [(cell.key, split, utt, ref, hyp)
+                                  for split, rows in hypotheses.items() for utt, ref, hyp in rows])
+
+    @_guard
+    def import_failure(self, failure: Failure) -> None:
+        """Record a failure from another store as it was recorded there."""
+        with self._db:
+            self._db.execute(f"INSERT OR REPLACE INTO failures ({_FAILURE_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                             (failure.key, failure.model, failure.dataset, failure.language, failure.seed,
+                              failure.kind, failure.message, failure.detail, failure.attempts, failure.failed_at,
+                              failure.runtime))
+
     # ------------------------------------------------------------------ claims
     @_guard
     def claim(self, key: str, lease_s: float = DEFAULT_LEASE_S) -> bool:

@@ -47,24 +47,36 @@ def run_bounded(
     wait: Callable[[Sequence[Hashable]], Sequence[Hashable]],
     collect: Callable[[Hashable, CellTask], CellResult | CellFailure],
     on_result: OnResult,
+    cancel: Callable[[Hashable], None] | None = None,
 ) -> None:
     """Keep at most ``limit`` cells in flight until ``tasks`` runs out and all have come back.
 
     ``submit`` starts a task and returns a handle; ``wait`` blocks until at least one of the
     given handles has finished and returns those; ``collect`` turns a finished handle into the
     cell's result (or a failure, when the worker itself died). Tasks are pulled only when there
-    is room, because pulling one claims its cell.
+    is room, because pulling one claims its cell. When the run is interrupted (Ctrl-C, SIGTERM)
+    ``cancel`` stops each cell still in flight: their results would have nobody to store them,
+    and the next run resumes them from their in-cell checkpoints.
     """
     in_flight: dict[Hashable, CellTask] = {}
     exhausted = False
-    while True:
-        while not exhausted and len(in_flight) < limit:
-            task = next(tasks, None)
-            if task is None:
-                exhausted = True
-            else:
-                in_flight[submit(task)] = task
-        if not in_flight:
-            return
-        for handle in wait(list(in_flight)):
-            on_result(collect(handle, in_flight.pop(handle)))
+    try:
+        while True:
+            while not exhausted and len(in_flight) < limit:
+                task = next(tasks, None)
+                if task is None:
+                    exhausted = True
+                else:
+                    in_flight[submit(task)] = task
+            if not in_flight:
+                return
+            for handle in wait(list(in_flight)):
+                on_result(collect(handle, in_flight.pop(handle)))
+    except BaseException:
+        if cancel is not None:
+            for handle in in_flight:
+                try:
+                    cancel(handle)
+                except Exception:  # best effort: the interruption itself is what the user sees
+                    pass
+        raise

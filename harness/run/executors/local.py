@@ -82,7 +82,17 @@ class LocalExecutor:
                     futures, return_when=concurrent.futures.FIRST_COMPLETED).done,
                 collect=lambda future, task: future.result(),
                 on_result=on_result,
+                cancel=lambda future: _stop_workers(pool),
             )
+
+
+def _stop_workers(pool: concurrent.futures.ProcessPoolExecutor) -> None:
+    """Interrupted: end the worker processes now (a SIGTERM reaches only this process, and
+    shutting the pool down would wait for their cells); their in-cell checkpoints stay."""
+    for process in list((getattr(pool, "_processes", None) or {}).values()):
+        if process.is_alive():
+            process.terminate()
+    pool.shutdown(wait=False, cancel_futures=True)
 
 @hookimpl
 def bench_register_executors(register) -> None:

@@ -13,7 +13,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from harness.api import ExecutorSpec
-from harness.run.cell import CellFailure, CellTask, compute_cell
+from harness.run.cell import CellFailure, CellResult, CellTask, compute_cell
 from harness.errors import BenchError
 from harness.hookspecs import hookimpl
 
@@ -25,11 +25,21 @@ DEFAULTS: dict[str, Any] = {
     "cpus_per_cell": 1.0,
     "gpus_per_cell": -1.0,  # -1: one GPU per cell when the cluster has GPUs, else none
     "max_in_flight": 0,     # 0: twice what fits at once
+    "retries": 3,           # times a cell is restarted when its worker or node dies (from its checkpoint)
 }
 
 
 def _compute(task: CellTask):
-    return compute_cell(task)
+    import socket
+
+    import ray
+
+    result = compute_cell(task)
+    if isinstance(result, CellResult):  # which node of the cluster computed it
+        context = ray.get_runtime_context()
+        result.record["node"] = {"executor": "ray", "address": ray.util.get_node_ip_address(),
+                                 "id": context.get_node_id(), "host": socket.gethostname()}
+    return result
 
 
 class RayExecutor:
@@ -78,7 +88,9 @@ class RayExecutor:
         fits = max(1, int(min(resources.get("CPU", 1) // cpus,
                               resources.get("GPU", 0) // gpus if gpus else float("inf"))))
         limit = opts["max_in_flight"] or 2 * fits
-        remote = ray.remote(num_cpus=cpus, num_gpus=gpus, max_retries=0)(_compute)
+        # a cell never raises (compute_cell returns its failure), so Ray retries only when the worker
+        # process or its node dies; the retry resumes from the cell's in-cell checkpoint
+        remote = ray.remote(num_cpus=cpus, num_gpus=gpus, max_retries=int(opts["retries"]))(_compute)
         threads = max(1, int(cpus))
 
         def submit(task: CellTask):
@@ -92,7 +104,8 @@ class RayExecutor:
             except ray.exceptions.RayError as exc:  # the worker died (killed, out of host memory, ...)
                 return CellFailure(task.key, task.cell, "error", f"Ray task failed: {type(exc).__name__}", str(exc))
 
-        run_bounded(tasks, limit, submit, lambda refs: ray.wait(refs, num_returns=1)[0], collect, on_result)
+        run_bounded(tasks, limit, submit, lambda refs: ray.wait(refs, num_returns=1)[0], collect, on_result,
+                    cancel=lambda ref: ray.cancel(ref, force=True))
 
 @hookimpl
 def bench_register_executors(register) -> None:

@@ -5,6 +5,13 @@ and the cache directory, as on any shared-filesystem cluster) and their results 
 through submitit's job folder to the ``bench run`` process, which writes the store. A cell
 is claimed when its job is submitted; at most ``max_in_flight`` jobs are queued at a time.
 ``cluster = "local"`` runs the jobs as local processes (for trying a set-up without Slurm).
+
+Preemption and time limits: a job whose cell is stopped (Slurm's ``--signal`` notice, which
+submitit asks for as SIGUSR2 before the end, then a requeue; or ``scontrol requeue``) starts
+again under the same job id and the cell resumes from its in-cell checkpoint (kept in the cache
+directory, which the nodes share). SIGTERM inside a job is left to submitit, which ignores it
+(Slurm sends it to every process before killing or requeuing a job): the cell computes on
+until the job ends, and its latest checkpoint is what a requeued job resumes from.
 """
 
 from __future__ import annotations
@@ -15,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.api import ExecutorSpec
-from harness.run.cell import CellFailure, CellTask, compute_cell
+from harness.run.cell import CellFailure, CellResult, CellTask, compute_cell
 from harness.errors import BenchError
 from harness.hookspecs import hookimpl
 
@@ -33,6 +40,41 @@ DEFAULTS: dict[str, Any] = {
     "poll_seconds": 5.0,
     "additional_parameters": {},  # passed to sbatch as-is, e.g. {account = "proj"}
 }
+
+
+class SlurmCell:
+    """What a job runs: one cell, then where it ran added to its record. It is *checkpointable* for
+    submitit (a ``checkpoint`` method): on Slurm's preemption or time-limit notice submitit requeues
+    the job, which resumes the cell from its in-cell checkpoint."""
+
+    def __call__(self, task: CellTask):
+        import os
+        import socket
+
+        result = compute_cell(task)
+        if isinstance(result, CellResult):
+            result.record["node"] = {"executor": "slurm", "host": os.environ.get("SLURMD_NODENAME") or socket.gethostname(),
+                                     "job_id": os.environ.get("SLURM_JOB_ID", ""),
+                                     "restarts": int(os.environ.get("SLURM_RESTART_COUNT") or 0)}
+        return result
+
+    def checkpoint(self, task: CellTask):
+        import submitit
+
+        return submitit.helpers.DelayedSubmission(self, task)  # the same cell again; it resumes by itself
+
+
+def submission_error(exc: BaseException, options: Mapping[str, Any]) -> BenchError:
+    """Slurm refused a job (sbatch failed): the controller's words and the options to look at."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    said = next((line for line in reversed(lines) if "error" in line.lower()), lines[-1] if lines else type(exc).__name__)
+    asked = ", ".join(f"{key}={options[key]!r}" for key in ("partition", "cpus_per_task", "mem_gb", "gpus_per_node",
+                                                              "timeout_min") if options.get(key) not in ("", None))
+    extra = options.get("additional_parameters") or {}
+    return BenchError(f"Slurm refused the job: {said} (asked for {asked}"
+                      + (f", additional_parameters={dict(extra)!r}" if extra else "") + ")",
+                      "fix [executors.slurm] (partition, cpus_per_task, mem_gb, gpus_per_node, timeout_min, "
+                      "additional_parameters) to what the cluster offers: `sinfo` lists its partitions and nodes")
 
 
 class SlurmExecutor:
@@ -59,7 +101,10 @@ class SlurmExecutor:
 
         def submit(task: CellTask):
             executor.update_parameters(name=f"bench-{task.cell.model}-{task.cell.language}-{task.cell.seed}")
-            job = executor.submit(compute_cell, task)
+            try:
+                job = executor.submit(SlurmCell(), task)
+            except Exception as exc:  # sbatch refused it: the options, not the cell, are wrong
+                raise submission_error(exc, opts) from None
             if progress:
                 progress.log(f"submitted {task.cell.label()}")
             return job
@@ -78,7 +123,8 @@ class SlurmExecutor:
                 return CellFailure(task.key, task.cell, "error", f"job {job.job_id} failed: {type(exc).__name__}",
                                    str(exc)[-4000:])
 
-        run_bounded(tasks, opts["max_in_flight"], submit, wait, collect, on_result)
+        run_bounded(tasks, opts["max_in_flight"], submit, wait, collect, on_result,
+                    cancel=lambda job: job.cancel(check=False))
 
 @hookimpl
 def bench_register_executors(register) -> None:

@@ -130,7 +130,7 @@ def parallel_notes(cells: Sequence[StoredCell]) -> list[str]:
     languages read the same sentences, when the report holds two or more of its languages."""
     said: dict[str, tuple[str, set[str]]] = {}
     for c in cells:
-        text = c.record.get("data", {}).get("parallel_sentences")
+        text = c.record.data.get("parallel_sentences")
         if text:
             said.setdefault(c.dataset, (str(text), set()))[1].add(c.language)
     return [f"{dataset}: {', '.join(sorted(langs))} read parallel sentences ({text}), so their test sets say the "
@@ -288,7 +288,7 @@ def train_hours(cells: Sequence[StoredCell]) -> dict[str, float]:
     confounds the statistics name."""
     found: dict[str, list[float]] = {}
     for c in cells:
-        hours = c.record.get("data", {}).get("train_hours")
+        hours = c.record.data.get("train_hours")
         if isinstance(hours, (int, float)):
             found.setdefault(c.language, []).append(float(hours))
     return {lang: sum(v) / len(v) for lang, v in found.items()}

@@ -116,6 +116,9 @@ class CellRecord:
     packages: Mapping[str, str] = field(default_factory=dict)
     git_revision: str | None = None
     machine: Mapping[str, Any] = field(default_factory=dict)
+    #: where an executor computed it: ``executor`` and ``host``, plus Ray's node ``address`` and
+    #: ``id`` or Slurm's ``job_id`` and ``restarts`` (None: in the ``bench run`` process)
+    node: Mapping[str, Any] | None = None
     #: version of each metric its scores were computed with, and a summary of its outputs per
     #: split (``empty_hypotheses``: share of empty hypotheses, ...)
     metric_versions: Mapping[str, str] = field(default_factory=dict)
@@ -162,7 +165,7 @@ class CellRecord:
                 value = list(value)
             elif f.name == "oom_retries" and not value:
                 continue
-            elif f.name == "effective_batching" and value is None:
+            elif f.name in ("effective_batching", "node") and value is None:
                 continue
             out[f.name] = value
         return {**out, **dict(self.extra)}

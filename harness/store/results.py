@@ -352,7 +352,7 @@ class ResultStore:
             self._db.execute("DELETE FROM failures WHERE key=?", (cell.key,))
             self._db.execute("INSERT OR REPLACE INTO cells VALUES (?,?,?,?,?,?,?,?,?)",
                              (cell.key, cell.model, cell.dataset, cell.language, cell.seed, json.dumps(cell.metrics),
-                              json.dumps(cell.record, default=str), cell.finished_at, cell.duration_s))
+                              _record_json(cell.record), cell.finished_at, cell.duration_s))
             self._db.execute("DELETE FROM hypotheses WHERE key=?", (cell.key,))
             self._db.executemany("INSERT INTO hypotheses VALUES (?,?,?,?,?)",
                                  [(cell.key, split, utt, ref, hyp)

@@ -9,6 +9,8 @@ second ``bench run`` on the same store takes the cells this one has not reached.
 
 from __future__ import annotations
 
+import dataclasses
+
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -37,8 +39,9 @@ def _compute(task: CellTask):
     result = compute_cell(task)
     if isinstance(result, CellResult):  # which node of the cluster computed it
         context = ray.get_runtime_context()
-        result.record["node"] = {"executor": "ray", "address": ray.util.get_node_ip_address(),
-                                 "id": context.get_node_id(), "host": socket.gethostname()}
+        node = {"executor": "ray", "address": ray.util.get_node_ip_address(), "id": context.get_node_id(),
+                "host": socket.gethostname()}
+        result = dataclasses.replace(result, record=dataclasses.replace(result.record, node=node))
     return result
 
 

@@ -16,6 +16,8 @@ until the job ends, and its latest checkpoint is what a requeued job resumes fro
 
 from __future__ import annotations
 
+import dataclasses
+
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -53,9 +55,10 @@ class SlurmCell:
 
         result = compute_cell(task)
         if isinstance(result, CellResult):
-            result.record["node"] = {"executor": "slurm", "host": os.environ.get("SLURMD_NODENAME") or socket.gethostname(),
-                                     "job_id": os.environ.get("SLURM_JOB_ID", ""),
-                                     "restarts": int(os.environ.get("SLURM_RESTART_COUNT") or 0)}
+            node = {"executor": "slurm", "host": os.environ.get("SLURMD_NODENAME") or socket.gethostname(),
+                    "job_id": os.environ.get("SLURM_JOB_ID", ""),
+                    "restarts": int(os.environ.get("SLURM_RESTART_COUNT") or 0)}
+            result = dataclasses.replace(result, record=dataclasses.replace(result.record, node=node))
         return result
 
     def checkpoint(self, task: CellTask):

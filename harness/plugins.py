@@ -24,7 +24,12 @@ from harness.registers import (DatasetRegister, ExecutorRegister, MetricRegister
 
 ENTRY_POINT_GROUP = "bench"
 
-__all__ = ["ENTRY_POINT_GROUP", "Origin", "Registered", "Registry", "load_registry", "plugin_call", "process_registry"]
+__all__ = ["ENTRY_POINT_GROUP", "Origin", "Registered", "Registry", "PluginError", "load_registry", "plugin_call",
+           "process_registry"]
+
+
+class PluginError(BenchError):
+    """A plugin's function raised something other than a BenchError while planning (a bug in it)."""
 
 
 def plugin_call(item: Registered, what: str, function: Any, *args: Any) -> Any:
@@ -40,7 +45,7 @@ def plugin_call(item: Registered, what: str, function: Any, *args: Any) -> Any:
         kind = type(item.spec).__name__.removesuffix("Spec").lower()
         name = getattr(item.spec, "name", getattr(item.spec, "prefix", "?"))
         detail = " ".join(f"{type(exc).__name__}: {exc}".split())
-        raise BenchError(f"{kind} {name!r} (plugin {origin.plugin!r} from {origin}): its {what} raised {detail}",
+        raise PluginError(f"{kind} {name!r} (plugin {origin.plugin!r} from {origin}): its {what} raised {detail}",
                          f"a bug in that plugin or its settings: fix them, report it to the plugin's authors, or "
                          f"leave the plugin out with BENCH_DISABLE_PLUGINS={origin.plugin}") from exc
 

@@ -47,7 +47,7 @@ def test_cells_are_united_by_key_and_identical_duplicates_kept_once(tmp_path):
     cells_a, failures_a = _dump(a)
     cells_b, _ = _dump(b)
     assert cells == {"k1": cells_a["k1"], "k2": cells_a["k2"], "k3": cells_b["k3"]}  # exactly as stored there
-    assert cells["k2"][3] == {"machine": {"host": "laptop"}}  # the first store's provenance for a duplicate
+    assert cells["k2"][3].machine == {"host": "laptop"}  # the first store's provenance for a duplicate
     assert failures == {"k4": failures_a["k4"]}
 
     again = merge_stores([a, b], c)  # merging again changes nothing

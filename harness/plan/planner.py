@@ -17,7 +17,7 @@ from harness.api import DatasetRequest, DatasetSpec, MetricSpec, ModelSpec, Prot
 from harness.plan.config import RunConfig, check_sections
 from harness.errors import BenchError, did_you_mean
 from harness.plan.cells import Cell, cell_identity, cell_key
-from harness.plugins import Registered, Registry, plugin_call
+from harness.plugins import PluginError, Registered, Registry, plugin_call
 
 ALL = "all"
 #: the study's languages, as a ``--langs`` group
@@ -135,6 +135,8 @@ def data_fingerprint(dataset: Registered[DatasetSpec], config: RunConfig, langua
     try:
         return dict(plugin_call(dataset, "fingerprint", spec.fingerprint,
                                 dataset_request(config, spec.name, language, config.seeds[0], options)))
+    except PluginError:  # a bug in the plugin, not missing data: stop planning with its one line
+        raise
     except BenchError as exc:
         return {"unavailable": exc.message}
 

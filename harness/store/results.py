@@ -120,6 +120,10 @@ class StoredCell:
     finished_at: float
     duration_s: float
 
+    def __post_init__(self) -> None:
+        if not isinstance(self.record, CellRecord):  # a record given as JSON (its bench 0.1 form included)
+            object.__setattr__(self, "record", CellRecord.from_json(self.record))
+
     @property
     def protocol(self) -> str:
         """The cell's protocol (cells stored before protocols existed were fine-tuned)."""

@@ -9,6 +9,7 @@ also when the test fails."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -86,8 +87,20 @@ class Cluster:
         return found
 
 
+def _remove_stale_clusters() -> None:
+    """Namespaces left by a test session that was killed before its finalizers ran (their owner's
+    process id is gone) are stopped and deleted; clusters of live sessions are left alone."""
+    listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    owners = {int(m.group(1)) for m in re.finditer(r"^benchray(\d+)-(?:head|w\d+)\b", listed, re.MULTILINE)}
+    for owner in owners - {os.getpid()}:
+        if not Path(f"/proc/{owner}").exists():
+            subprocess.run([str(SCRIPT), "stop"], env={**os.environ, "BENCH_RAY_NETNS": f"benchray{owner}"},
+                           capture_output=True, timeout=120)
+
+
 @pytest.fixture()
 def ray_cluster():
+    _remove_stale_clusters()
     cluster = Cluster(workers=1)
     try:
         cluster.start()
@@ -156,7 +169,7 @@ def test_a_node_lost_mid_cell_is_recomputed_on_the_survivor(ray_cluster, bench, 
             if busy and len(list(checkpoints.glob("*.pt"))) >= 2:
                 break
             time.sleep(0.1)
-        (raylet,) = [pid for pid, cmd in ray_cluster.processes("w1").items() if "/raylet/raylet " in cmd]
+        (raylet,) = [pid for pid, cmd in ray_cluster.processes("w1").items() if cmd.split(" ")[0].endswith("/raylet")]
         os.kill(raylet, signal.SIGKILL)
         out, err = driver.communicate(timeout=600)
     finally:

@@ -37,12 +37,12 @@ class Utterance:
 @dataclass(frozen=True)
 class DatasetRequest:
     language: str
-    #: seed of the cell; datasets that subsample training data use it (deterministically)
     seed: int
-    #: the dataset's own settings from bench.toml ``[datasets.NAME]`` (after presets and --set)
+    """seed of the cell; datasets that subsample training data use it (deterministically)"""
     options: Mapping[str, Any]
-    #: a directory the dataset may use for its cache (shared between runs)
+    """the dataset's own settings from bench.toml ``[datasets.NAME]`` (after presets and --set)"""
     cache_dir: Path
+    """a directory the dataset may use for its cache (shared between runs)"""
 
 
 @dataclass(frozen=True)
@@ -50,12 +50,14 @@ class DatasetSplits:
     train: Sequence[Utterance]
     dev: Sequence[Utterance]
     test: Sequence[Utterance]
-    #: facts recorded with the result (``record["data"]``): source, hours, utterances, speakers;
-    #: ideally also ``rows_sha256``, a digest per split of the rows used (ids and transcripts)
     info: Mapping[str, Any] = field(default_factory=dict)
-    #: rows the dataset left out, by split and reason (``{"train": {"missing_clip": 2}}``);
-    #: merged with what the training loop skips into the cell's record
+    """facts recorded with the result (``record["data"]``): source, hours, utterances, speakers; ideally also
+    ``rows_sha256``, a digest per split of the rows used (ids and transcripts)
+    """
     skipped: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
+    """rows the dataset left out, by split and reason (``{"train": {"missing_clip": 2}}``); merged with what
+    the training loop skips into the cell's record
+    """
 
 
 @dataclass(frozen=True)
@@ -65,32 +67,36 @@ class DatasetSpec:
     load: Callable[[DatasetRequest], DatasetSplits]
     version: str = "0"
     description: str = ""
-    #: option names the dataset understands (used to reject typos in bench.toml)
     options: tuple[str, ...] = ()
-    #: cheap check that a language can be loaded (files present, source configured), run for
-    #: every planned language before any cell is computed; raises BenchError
+    """option names the dataset understands (used to reject typos in bench.toml)"""
     check: Callable[[DatasetRequest], None] | None = None
-    #: the identity of the data a language reads, as plain JSON-able data: which release or
-    #: version, and a digest of its content (not of file dates), e.g. ``{"release":
-    #: "cv-corpus-17.0-2024-03-15", "tsv_sha256": {...}}``. It goes into every cell's key (as
-    #: ``identity["data"]``), so changed data computes new cells while the old ones stay stored
-    #: under their own key. Called while planning, once per (dataset, language, options), also
-    #: by every worker replanning its cell: it must be cheap (no audio decoding) and
-    #: deterministic. It gets the request of the run's first seed and must not depend on the
-    #: seed. A BenchError it raises (data missing) is reported by the check before any cell runs.
+    """cheap check that a language can be loaded (files present, source configured), run for every planned
+    language before any cell is computed; raises BenchError
+    """
     fingerprint: Callable[[DatasetRequest], Mapping[str, Any]] | None = None
-    #: options that only say where the data lies or how to read it (a directory, a number of
-    #: decoding workers), never what it is: left out of the cell's key, so that moving the data
-    #: computes nothing again. Honoured only with a ``fingerprint``, which then names the data.
+    """the identity of the data a language reads, as plain JSON-able data: which release or version, and a
+    digest of its content (not of file dates), e.g. ``{"release": "cv-corpus-17.0-2024-03-15",
+    "tsv_sha256": {...}}``. It goes into every cell's key (as ``identity["data"]``), so changed data
+    computes new cells while the old ones stay stored under their own key. Called while planning, once per
+    (dataset, language, options), also by every worker replanning its cell: it must be cheap (no audio
+    decoding) and deterministic. It gets the request of the run's first seed and must not depend on the
+    seed. A BenchError it raises (data missing) is reported by the check before any cell runs.
+    """
     location_options: tuple[str, ...] = ()
-    #: the languages the configured data holds, when they depend on the options (the language
-    #: folders found under a root, the values of a language column): ``--langs all`` plans these
-    #: and ``--langs`` is checked against them. Gets the dataset's options; may raise BenchError
-    #: (no data configured). None: ``languages`` is the list.
+    """options that only say where the data lies or how to read it (a directory, a number of decoding
+    workers), never what it is: left out of the cell's key, so that moving the data computes nothing again.
+    Honoured only with a ``fingerprint``, which then names the data.
+    """
     list_languages: Callable[[Mapping[str, Any]], tuple[str, ...]] | None = None
-    #: what ``bench download`` fetches (or tells a person to fetch) for one language (None:
-    #: nothing, the data is made here or already local)
+    """the languages the configured data holds, when they depend on the options (the language folders found
+    under a root, the values of a language column): ``--langs all`` plans these and ``--langs`` is checked
+    against them. Gets the dataset's options; may raise BenchError (no data configured). None:
+    ``languages`` is the list.
+    """
     downloads: Callable[[DatasetRequest], Sequence[DownloadItem]] | None = None
+    """what ``bench download`` fetches (or tells a person to fetch) for one language (None: nothing, the data
+    is made here or already local)
+    """
 
 
 # --------------------------------------------------------------------------- downloads
@@ -115,35 +121,35 @@ class DownloadItem:
     """
 
     kind: str
-    #: what it is, for lists and messages (a hub id, a bundle's name, a release)
     label: str
+    """what it is, for lists and messages (a hub id, a bundle's name, a release)"""
     repo_id: str = ""
     repo_type: str = "model"
     revision: str | None = None
     allow_patterns: tuple[str, ...] = ()
     one_of: tuple[tuple[str, ...], ...] = ()
-    #: ``"call"``: fetches it; ``present``: whether it is already there (None: unknown)
     fetch: Callable[[], None] | None = None
+    """``"call"``: fetches it; ``present``: whether it is already there (None: unknown)"""
     present: Callable[[], bool] | None = None
-    #: where it goes (shown by ``--dry-run``), when not the Hugging Face cache
     destination: str = ""
-    #: ``"manual"``: the steps a person takes, one sentence each
+    """where it goes (shown by ``--dry-run``), when not the Hugging Face cache"""
     steps: tuple[str, ...] = ()
+    """``"manual"``: the steps a person takes, one sentence each"""
 
 
 # --------------------------------------------------------------------------- models
 @dataclass(frozen=True)
 class ModelRequest:
     vocab_size: int
-    #: index of the CTC blank, which is also the padding index
     blank_id: int
+    """index of the CTC blank, which is also the padding index"""
     seed: int
-    #: SpecAugment-style time masking probability during fine-tuning
     mask_time_prob: float = 0.05
-    #: the model's own settings from bench.toml ``[models.NAME]``
+    """SpecAugment-style time masking probability during fine-tuning"""
     options: Mapping[str, Any] = field(default_factory=dict)
-    #: where models that ``prepare`` themselves keep what they made (``<run.cache_dir>/models``)
+    """the model's own settings from bench.toml ``[models.NAME]``"""
     cache_dir: Path | None = None
+    """where models that ``prepare`` themselves keep what they made (``<run.cache_dir>/models``)"""
 
 
 @dataclass(frozen=True)
@@ -151,19 +157,19 @@ class PrepareContext:
     """What a model's ``prepare`` gets: where to keep what it makes, speech to make it from,
     and how to compute. ``prepare`` runs once per run, before any cell, in the driver."""
 
-    #: the models' cache directory (the same path cells get as ``ModelRequest.cache_dir``)
     cache_dir: Path
-    #: ``load_dataset(dataset, language, seed, options)``: a registered dataset's splits
+    """the models' cache directory (the same path cells get as ``ModelRequest.cache_dir``)"""
     load_dataset: Callable[[str, str, int, Mapping[str, Any]], DatasetSplits]
+    """``load_dataset(dataset, language, seed, options)``: a registered dataset's splits"""
     device: str = "auto"
-    #: torch threads (0: torch's default)
     threads: int = 0
-    #: :class:`harness.run.progress.Progress` for a stage bar and log lines, or None
+    """torch threads (0: torch's default)"""
     progress: Any = None
-    #: make it again even when it is already there
+    """:class:`harness.run.progress.Progress` for a stage bar and log lines, or None"""
     force: bool = False
-    #: the model's own settings from bench.toml ``[models.NAME]`` (as its cells get them)
+    """make it again even when it is already there"""
     options: Mapping[str, Any] = field(default_factory=dict)
+    """the model's own settings from bench.toml ``[models.NAME]`` (as its cells get them)"""
 
     def log(self, line: str) -> None:
         if self.progress is not None:
@@ -179,8 +185,8 @@ class SpeechCTCModel(torch.nn.Module, abc.ABC):
     output once per utterance and reuse it (exact, since the encoder is deterministic).
     """
 
-    #: whether audio must be normalised to zero mean and unit variance per utterance
     normalize_audio: bool = True
+    """whether audio must be normalised to zero mean and unit variance per utterance"""
 
     @abc.abstractmethod
     def encode(self, audio: torch.Tensor) -> torch.Tensor:
@@ -234,13 +240,12 @@ class ModelFacts:
     """Typed facts about a model that the core uses (the free-form ``metadata`` is only shown and
     stored). Stored with every result, so reports read them from the store."""
 
-    #: whether the weights were pre-trained (False: random, the no-pretraining baseline;
-    #: None: not known)
     pretrained: bool | None = None
-    #: pre-training languages (Common Voice codes) when known; one entry marks a monolingual model
+    """whether the weights were pre-trained (False: random, the no-pretraining baseline; None: not known)"""
     pretraining_languages: tuple[str, ...] = ()
-    #: the built model implements :meth:`SpeechCTCModel.hidden_states`
+    """pre-training languages (Common Voice codes) when known; one entry marks a monolingual model"""
     hidden_states: bool = False
+    """the built model implements :meth:`SpeechCTCModel.hidden_states`"""
 
 
 @dataclass(frozen=True)
@@ -249,21 +254,24 @@ class ModelSpec:
     build: Callable[[ModelRequest], SpeechCTCModel]
     version: str = "0"
     description: str = ""
-    #: facts shown by ``bench list`` and stored with every result (hub id, architecture, ...)
     metadata: Mapping[str, Any] = field(default_factory=dict)
-    #: cheap availability check run before any cell is computed; raises BenchError
+    """facts shown by ``bench list`` and stored with every result (hub id, architecture, ...)"""
     check: Callable[[], None] | None = None
-    #: makes what ``build`` needs (pre-trains a model, say) when it is not in the cache yet;
-    #: returns facts about it (path, whether it was made now, losses) for logs and ``bench pretrain``
+    """cheap availability check run before any cell is computed; raises BenchError"""
     prepare: Callable[[PrepareContext], Mapping[str, Any]] | None = None
-    #: what the core needs to know about the model (capabilities, pre-training)
+    """makes what ``build`` needs (pre-trains a model, say) when it is not in the cache yet; returns facts
+    about it (path, whether it was made now, losses) for logs and ``bench pretrain``
+    """
     facts: ModelFacts = field(default_factory=ModelFacts)
-    #: option names the model understands in ``[models.NAME]``, checked before any cell (a
-    #: typo fails with "did you mean"); empty: the plugin checks its options itself
+    """what the core needs to know about the model (capabilities, pre-training)"""
     options: tuple[str, ...] = ()
-    #: what ``bench download`` fetches for it, given its ``[models.NAME]`` options (None:
-    #: nothing, it needs no download)
+    """option names the model understands in ``[models.NAME]``, checked before any cell (a typo fails with
+    "did you mean"); empty: the plugin checks its options itself
+    """
     downloads: Callable[[Mapping[str, Any]], Sequence[DownloadItem]] | None = None
+    """what ``bench download`` fetches for it, given its ``[models.NAME]`` options (None: nothing, it needs no
+    download)
+    """
 
 
 @dataclass(frozen=True)
@@ -289,13 +297,14 @@ class ModelGroup:
 class SplitOutput:
     """What a protocol decoded on one evaluation split."""
 
-    #: (utterance id, normalised reference, hypothesis), one per evaluated utterance
     hypotheses: list[tuple[str, str, str]]
-    #: seconds of audio evaluated
+    """(utterance id, normalised reference, hypothesis), one per evaluated utterance"""
     seconds: float
-    #: scores the protocol computed itself (``ProtocolRequest.metrics``); the core scores the
-    #: hypotheses with the run's metrics whatever is here
+    """seconds of audio evaluated"""
     metrics: dict[str, float] = field(default_factory=dict)
+    """scores the protocol computed itself (``ProtocolRequest.metrics``); the core scores the hypotheses with
+    the run's metrics whatever is here
+    """
 
     @property
     def utterances(self) -> int:
@@ -306,39 +315,39 @@ class SplitOutput:
 class CellOutcome:
     """What a protocol returns for one cell: hypotheses per split and facts for the record."""
 
-    #: "dev" and "test" (at least "test")
     splits: dict[str, SplitOutput]
-    #: the output symbols, index 0 being the CTC blank
+    """"dev" and "test" (at least "test")"""
     vocabulary: tuple[str, ...]
-    #: facts recorded with the result (device, updates, loss curve, timings, ...)
+    """the output symbols, index 0 being the CTC blank"""
     train_info: dict[str, Any]
-    #: utterances left out, by split and reason (never silently)
+    """facts recorded with the result (device, updates, loss curve, timings, ...)"""
     skipped: dict[str, dict[str, int]] = field(default_factory=dict)
+    """utterances left out, by split and reason (never silently)"""
 
 
 @dataclass(frozen=True)
 class ProtocolRequest:
     """Everything a protocol gets to compute one cell."""
 
-    #: the model plugin's builder (call it with a :class:`ModelRequest`)
     build_model: Callable[[ModelRequest], SpeechCTCModel]
+    """the model plugin's builder (call it with a :class:`ModelRequest`)"""
     data: DatasetSplits
     language: str
     seed: int
-    #: :class:`harness.plan.config.TrainSettings`: the run's recipe (steps, lr, schedule, batching)
     train: Any
-    #: :class:`harness.plan.config.RuntimeSettings`: device, precision, threads, caches
+    """:class:`harness.plan.config.TrainSettings`: the run's recipe (steps, lr, schedule, batching)"""
     runtime: Any
-    #: the protocol's options (``[protocols.NAME]`` merged over its defaults)
+    """:class:`harness.plan.config.RuntimeSettings`: device, precision, threads, caches"""
     options: Mapping[str, Any]
-    #: the model's own options (``[models.NAME]``), for :class:`ModelRequest`
+    """the protocol's options (``[protocols.NAME]`` merged over its defaults)"""
     model_options: Mapping[str, Any] = field(default_factory=dict)
-    #: :class:`harness.run.progress.Progress` or None
+    """the model's own options (``[models.NAME]``), for :class:`ModelRequest`"""
     progress: Any = None
-    #: file for in-cell checkpoints (resume after a kill), or None
+    """:class:`harness.run.progress.Progress` or None"""
     checkpoint: Path | None = None
-    #: ``ModelRequest.cache_dir`` for models that prepare themselves
+    """file for in-cell checkpoints (resume after a kill), or None"""
     model_cache_dir: Path | None = None
+    """``ModelRequest.cache_dir`` for models that prepare themselves"""
 
 
 @dataclass(frozen=True)
@@ -348,24 +357,24 @@ class ProtocolSpec:
     part of every cell's key."""
 
     name: str
-    #: computes one cell; raises BenchError for user errors
     run: Callable[[ProtocolRequest], CellOutcome]
+    """computes one cell; raises BenchError for user errors"""
     version: str = "0"
     description: str = ""
-    #: the options it understands and their defaults (``[protocols.NAME]``; typos are refused)
     defaults: Mapping[str, Any] = field(default_factory=dict)
-    #: validates options merged over ``defaults`` (raise BenchError); run before any cell
+    """the options it understands and their defaults (``[protocols.NAME]``; typos are refused)"""
     check: Callable[[Mapping[str, Any]], None] | None = None
-    #: refuses models it cannot use, before any cell: returns a reason, or None when fine
+    """validates options merged over ``defaults`` (raise BenchError); run before any cell"""
     accepts: Callable[[ModelFacts], str | None] | None = None
+    """refuses models it cannot use, before any cell: returns a reason, or None when fine"""
 
 
 # --------------------------------------------------------------------------- metrics
 @dataclass(frozen=True)
 class MetricSpec:
     name: str
-    #: corpus-level score of hypotheses against references (same order, same length)
     compute: Callable[[Sequence[str], Sequence[str]], float]
+    """corpus-level score of hypotheses against references (same order, same length)"""
     version: str = "0"
     description: str = ""
     lower_is_better: bool = True
@@ -386,5 +395,5 @@ class ExecutorSpec:
     name: str
     create: Callable[[Mapping[str, Any], Any], Any]
     description: str = ""
-    #: option names understood in ``[executors.NAME]``
     options: tuple[str, ...] = ()
+    """option names understood in ``[executors.NAME]``"""

@@ -14,40 +14,69 @@ with the specs it provides::
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import pluggy
+
+from harness.registers import DatasetRegister, ExecutorRegister, MetricRegister, ModelRegister, ProtocolRegister
 
 PROJECT = "bench"
 hookspec = pluggy.HookspecMarker(PROJECT)
 hookimpl = pluggy.HookimplMarker(PROJECT)
 
-if TYPE_CHECKING:  # pragma: no cover
-    from harness.plugins import DatasetRegister, ExecutorRegister, MetricRegister, ModelRegister, ProtocolRegister
+# Every hook is called once per process, through pluggy's hook caller, when the registry is
+# collected (``harness.plugins.Registry.collect``): implementations may use ``tryfirst``,
+# ``trylast`` and wrappers. A hook that raises takes back what its plugin registered (in any
+# hook) and is reported as one warning naming the plugin; the other plugins are unaffected.
 
 
 @hookspec
-def bench_register_models(register: "ModelRegister") -> None:
-    """Register model specs (``register(ModelSpec)``), schemes (``register.scheme(ModelScheme)``) and
-    groups (``register.group(ModelGroup)``)."""
+def bench_register_models(register: ModelRegister) -> None:
+    """Register models.
+
+    Args:
+        register: call ``register(ModelSpec(...))`` for each model;
+            ``register.scheme(ModelScheme(prefix, resolve))`` for a family named ``PREFIX:ARGUMENT``
+            (``hf:facebook/wav2vec2-base``); ``register.group(ModelGroup(name, members))`` for a
+            selection usable as ``--models NAME`` (several plugins may add to one group).
+    """
 
 
 @hookspec
-def bench_register_datasets(register: "DatasetRegister") -> None:
-    """Register dataset specs with ``register(DatasetSpec)``."""
+def bench_register_datasets(register: DatasetRegister) -> None:
+    """Register datasets.
+
+    Args:
+        register: call ``register(DatasetSpec(...))`` for each dataset (its ``load`` returns
+            ``DatasetSplits`` of ``Utterance``; ``check``, ``fingerprint`` and ``list_languages``
+            run while planning, before any cell).
+    """
 
 
 @hookspec
-def bench_register_metrics(register: "MetricRegister") -> None:
-    """Register metric specs with ``register(MetricSpec)``."""
+def bench_register_metrics(register: MetricRegister) -> None:
+    """Register metrics.
+
+    Args:
+        register: call ``register(MetricSpec(name, compute, version, lower_is_better))``;
+            ``compute(references, hypotheses)`` gets normalised text and returns one corpus-level number.
+    """
 
 
 @hookspec
-def bench_register_executors(register: "ExecutorRegister") -> None:
-    """Register executors (``register(ExecutorSpec)``): where and how cells are computed."""
+def bench_register_executors(register: ExecutorRegister) -> None:
+    """Register executors: where and how cells are computed (``local``, ``ray``, ``slurm``).
+
+    Args:
+        register: call ``register(ExecutorSpec(name, create, options))``.
+    """
 
 
 @hookspec
-def bench_register_protocols(register: "ProtocolRegister") -> None:
-    """Register evaluation protocols (``register(ProtocolSpec)``): how a built model is trained and
-    evaluated in a cell (``finetune``, ``superb``, ...)."""
+def bench_register_protocols(register: ProtocolRegister) -> None:
+    """Register evaluation protocols: how a cell trains and evaluates its model (``finetune``,
+    ``superb``, a linear probe, ...).
+
+    Args:
+        register: call ``register(ProtocolSpec(name, run, version, defaults, check, accepts))``;
+            ``run(ProtocolRequest) -> CellOutcome`` is usually a short composition of
+            :mod:`harness.engine` (see docs/engine.md).
+    """

@@ -12,106 +12,37 @@ import importlib.metadata as md
 import os
 import sys
 from collections.abc import Iterable
-from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any
 
 import pluggy
 
 from harness import hookspecs
-from harness.api import DatasetSpec, ExecutorSpec, MetricSpec, ModelGroup, ModelScheme, ModelSpec, ProtocolSpec
+from harness.api import DatasetSpec, ExecutorSpec, MetricSpec, ModelSpec, ProtocolSpec
 from harness.errors import BenchError, did_you_mean, unknown
+from harness.registers import (DatasetRegister, ExecutorRegister, MetricRegister, ModelRegister, Origin,
+                               ProtocolRegister, Register, Registered)
 
 ENTRY_POINT_GROUP = "bench"
 
-T = TypeVar("T", ModelSpec, DatasetSpec, MetricSpec, ExecutorSpec, ProtocolSpec)
+__all__ = ["ENTRY_POINT_GROUP", "Origin", "Registered", "Registry", "load_registry", "plugin_call", "process_registry"]
 
 
-@dataclass(frozen=True)
-class Origin:
-    """Where a registered item came from."""
-
-    plugin: str
-    distribution: str
-    version: str
-
-    def __str__(self) -> str:
-        return f"{self.distribution} {self.version}"
-
-
-@dataclass(frozen=True)
-class Registered(Generic[T]):
-    spec: T
-    origin: Origin
-
-
-class _Register(Generic[T]):
-    """The object a plugin's hook receives; calling it registers one spec."""
-
-    def __init__(self, kind: str, table: dict[str, Registered[T]], origin: Origin,
-                 conflicts: dict[tuple[str, str], str] | None = None) -> None:
-        self._kind, self._table, self._origin = kind, table, origin
-        self._conflicts = conflicts if conflicts is not None else {}
-
-    def __call__(self, spec: T) -> None:
-        if not spec.name or any(c.isspace() for c in spec.name) or "," in spec.name:
-            raise BenchError(
-                f"plugin {self._origin.plugin!r} registered a {self._kind} with an invalid name {spec.name!r}",
-                "names must be non-empty and contain no spaces or commas",
-            )
-        previous = self._table.get(spec.name)
-        if previous is not None and previous.origin != self._origin:
-            # only the commands that use this name stop (Registry lookups raise); others warn
-            self._conflicts[(self._kind, spec.name)] = (
-                f"{self._kind} {spec.name!r} is registered twice: by {previous.origin.plugin} "
-                f"({previous.origin}) and by {self._origin.plugin} ({self._origin})")
-            return
-        self._table[spec.name] = Registered(spec, self._origin)
-
-
-class ModelRegister(_Register[ModelSpec]):
-    def __init__(self, table: dict, schemes: dict, groups: dict, origin: Origin,
-                 conflicts: dict | None = None) -> None:
-        super().__init__("model", table, origin, conflicts)
-        self._schemes = schemes
-        self._groups = groups
-
-    def scheme(self, scheme: ModelScheme) -> None:
-        self._schemes[scheme.prefix] = Registered(scheme, self._origin)  # type: ignore[arg-type]
-
-    def group(self, group: ModelGroup) -> None:
-        """A named set of models (``--models english``); members may come from any plugin, and a
-        group several plugins register has the members of all of them (``tiny``)."""
-        if group.name in self._table:
-            raise BenchError(f"plugin {self._origin.plugin!r} registered group {group.name!r}, which is also a model",
-                             "give the group another name")
-        previous = self._groups.get(group.name)
-        if previous is not None and previous.origin != self._origin:
-            # two plugins adding to one group (``tiny``): its members are the union, in order
-            members = (*previous.spec.members, *(m for m in group.members if m not in previous.spec.members))
-            group = ModelGroup(group.name, members, previous.spec.description or group.description)
-            self._groups[group.name] = Registered(group, previous.origin)  # type: ignore[arg-type]
-            return
-        self._groups[group.name] = Registered(group, self._origin)  # type: ignore[arg-type]
-
-
-class DatasetRegister(_Register[DatasetSpec]):
-    def __init__(self, table: dict, origin: Origin, conflicts: dict | None = None) -> None:
-        super().__init__("dataset", table, origin, conflicts)
-
-
-class MetricRegister(_Register[MetricSpec]):
-    def __init__(self, table: dict, origin: Origin, conflicts: dict | None = None) -> None:
-        super().__init__("metric", table, origin, conflicts)
-
-
-class ExecutorRegister(_Register[ExecutorSpec]):
-    def __init__(self, table: dict, origin: Origin, conflicts: dict | None = None) -> None:
-        super().__init__("executor", table, origin, conflicts)
-
-
-class ProtocolRegister(_Register[ProtocolSpec]):
-    def __init__(self, table: dict, origin: Origin, conflicts: dict | None = None) -> None:
-        super().__init__("protocol", table, origin, conflicts)
+def plugin_call(item: Registered, what: str, function: Any, *args: Any) -> Any:
+    """Call a plugin's function while planning (a ``check``, ``fingerprint``, ...): a
+    :class:`BenchError` passes as it is; any other exception becomes one BenchError naming the
+    plugin and its distribution, instead of a traceback."""
+    try:
+        return function(*args)
+    except BenchError:
+        raise
+    except Exception as exc:
+        origin = item.origin
+        kind = type(item.spec).__name__.removesuffix("Spec").lower()
+        name = getattr(item.spec, "name", getattr(item.spec, "prefix", "?"))
+        detail = " ".join(f"{type(exc).__name__}: {exc}".split())
+        raise BenchError(f"{kind} {name!r} (plugin {origin.plugin!r} from {origin}): its {what} raised {detail}",
+                         f"a bug in that plugin or its settings: fix them, report it to the plugin's authors, or "
+                         f"leave the plugin out with BENCH_DISABLE_PLUGINS={origin.plugin}") from exc
 
 
 def _names_from_env(variable: str) -> set[str] | None:
@@ -178,6 +109,12 @@ class Registry:
     def load_entry_points(self) -> None:
         only = _names_from_env("BENCH_PLUGINS")
         disabled = _names_from_env("BENCH_DISABLE_PLUGINS") or set()
+        installed = sorted({ep.name for ep in md.entry_points(group=ENTRY_POINT_GROUP)})
+        for variable, names in (("BENCH_PLUGINS", only or set()), ("BENCH_DISABLE_PLUGINS", disabled)):
+            for name in sorted(names - set(installed)):
+                self.load_errors.append(
+                    f"{variable} names {name!r}, which is not an installed bench plugin.{did_you_mean(name, installed)} "
+                    f"Installed plugins (entry points of the 'bench' group): {', '.join(installed) or '(none)'}")
         for ep in md.entry_points(group=ENTRY_POINT_GROUP):
             if (only is not None and ep.name not in only) or ep.name in disabled:
                 continue
@@ -198,42 +135,66 @@ class Registry:
     _HOOKS = ("bench_register_models", "bench_register_datasets", "bench_register_metrics",
               "bench_register_executors", "bench_register_protocols")
 
+    def _register_for(self, hook_name: str) -> Register:
+        placeholder = Origin("", "(local)", "")
+        if hook_name == "bench_register_models":
+            return ModelRegister(self.models, self.schemes, self.groups, placeholder, self.conflicts)
+        table, kind = {"bench_register_datasets": (self.datasets, DatasetRegister),
+                       "bench_register_metrics": (self.metrics, MetricRegister),
+                       "bench_register_executors": (self.executors, ExecutorRegister),
+                       "bench_register_protocols": (self.protocols, ProtocolRegister)}[hook_name]
+        return kind(table, placeholder, self.conflicts)
+
+    def _isolated(self, impl: Any, hook_name: str, failed: dict[str, str]) -> Any:
+        """``impl``'s function, run for its own plugin: the shared register acts for that plugin,
+        and an exception marks the plugin failed instead of ending the hook call."""
+        function, name = impl.function, impl.plugin_name
+        origin = self._origins.get(name, Origin(name, "(local)", ""))
+
+        def call(*args: Any) -> Any:
+            if name in failed:
+                return None
+            for arg in args:
+                if isinstance(arg, Register):
+                    arg.acting_for(origin)
+            try:
+                return function(*args)
+            except Exception as exc:  # one faulty plugin must not take every command down
+                detail = exc.message if isinstance(exc, BenchError) else f"{type(exc).__name__}: {exc}"
+                failed[name] = f"failed in {hook_name}: {' '.join(str(detail).split())}"
+                return None
+
+        call.__wrapped__ = function  # type: ignore[attr-defined]
+        return call
+
     def collect(self) -> "Registry":
-        """Call every plugin's register hooks; each spec remembers which plugin gave it.
+        """Call the register hooks through pluggy's hook callers (so ``tryfirst``, ``trylast``
+        and wrappers work), each plugin's implementation with the register acting for it; each
+        spec remembers which plugin gave it.
 
         A plugin whose hook raises is reported in ``load_errors`` and skipped: whatever it had
-        registered is taken back, so every other plugin still works."""
-        for name, _plugin in list(self.pm.list_name_plugin()):
-            if _plugin is None:
-                continue
-            origin = self._origins.get(name, Origin(name, "(local)", ""))
-            tables = ("models", "schemes", "groups", "datasets", "metrics", "executors", "protocols",
-                      "conflicts")
-            snapshot = {t: dict(getattr(self, t)) for t in tables}
-            hook_name = ""
-            try:
-                for hook_name in self._HOOKS:
-                    for impl in getattr(self.pm.hook, hook_name).get_hookimpls():
-                        if impl.plugin_name != name:
-                            continue
-                        if hook_name == "bench_register_models":
-                            register: Any = ModelRegister(self.models, self.schemes, self.groups, origin,
-                                                          self.conflicts)
-                        elif hook_name == "bench_register_datasets":
-                            register = DatasetRegister(self.datasets, origin, self.conflicts)
-                        elif hook_name == "bench_register_executors":
-                            register = ExecutorRegister(self.executors, origin, self.conflicts)
-                        elif hook_name == "bench_register_protocols":
-                            register = ProtocolRegister(self.protocols, origin, self.conflicts)
-                        else:
-                            register = MetricRegister(self.metrics, origin, self.conflicts)
-                        impl.function(register=register)
-            except Exception as exc:  # one faulty plugin must not take every command down
-                for table, saved in snapshot.items():
-                    setattr(self, table, saved)
-                detail = exc.message if isinstance(exc, BenchError) else f"{type(exc).__name__}: {exc}"
-                self._plugin_problem(name, f"failed in {hook_name}: {' '.join(str(detail).split())}")
+        registered, in any hook, is taken back, so every other plugin still works."""
+        failed: dict[str, str] = {}
+        for hook_name in self._HOOKS:
+            caller = getattr(self.pm.hook, hook_name)
+            for impl in caller.get_hookimpls():
+                if not (impl.hookwrapper or impl.wrapper) and not hasattr(impl.function, "__wrapped__"):
+                    impl.function = self._isolated(impl, hook_name, failed)
+            caller(register=self._register_for(hook_name))
+        for name, problem in failed.items():
+            self._forget(name)
+            self._plugin_problem(name, problem)
         return self
+
+    def _forget(self, plugin: str) -> None:
+        """Take back everything ``plugin`` registered, and the conflicts it took part in."""
+        for table in (self.models, self.schemes, self.groups, self.datasets, self.metrics, self.executors,
+                      self.protocols):
+            for key in [k for k, item in table.items() if item.origin.plugin == plugin]:
+                del table[key]
+        for key in [k for k, message in self.conflicts.items()
+                    if f"by {plugin} (" in message or f"and by {plugin} (" in message]:
+            del self.conflicts[key]
 
     # ------------------------------------------------------------------ lookup
     def _check_conflict(self, kind: str, name: str) -> None:
@@ -323,7 +284,7 @@ def load_registry() -> Registry:
     for message in registry.conflicts.values():
         print(f"warning: {message}; commands that use it stop. Uninstall one of them or exclude one with "
               "BENCH_DISABLE_PLUGINS=NAME.", file=sys.stderr)
-    if not registry.models and not registry.datasets:
+    if not registry.models and not registry.datasets and os.environ.get("BENCH_PLUGINS") is None:
         print(
             "warning: no bench plugins found. Install bench with `pip install -e .` so that its "
             "entry points (and those of its built-in plugins) are registered.",

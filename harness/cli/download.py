@@ -22,8 +22,8 @@ def add_parser(subparsers, selection_flags: Callable[[argparse.ArgumentParser], 
 
 
 def run(args: argparse.Namespace) -> int:
-    from harness.cli.main import _config
+    from harness.cli.common import config_from_args
     from harness.plugins import process_registry
     from harness.run.download import download
 
-    return download(_config(args), process_registry(), dry_run=args.dry_run)
+    return download(config_from_args(args), process_registry(), dry_run=args.dry_run)

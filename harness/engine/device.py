@@ -49,22 +49,6 @@ def resolve_precision(precision: str, device: torch.device) -> str:
     return precision
 
 
-def check_runtime(config, registry, here: bool = False):
-    """Check the runtime settings (device, precision, executor and its options) before any
-    work, pre-training included: a setting that cannot work fails at once with one message
-    instead of failing every cell. The device is checked on this machine when cells run here
-    (the ``local`` executor) or ``here`` is set (models are pre-trained in this process); other
-    executors' cells run on their own machines. Returns the executor ``config`` asks for."""
-    if here or config.executor == "local":
-        device = resolve_device(config.runtime.device)
-        resolve_precision(config.runtime.precision, device)
-        if config.runtime.precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
-            raise BenchError("run.precision='bf16' was asked for but this GPU does not support bf16",
-                             "use precision auto (fp16 with loss scaling there) or fp32")
-    spec = registry.executor(config.executor).spec
-    return spec.create(dict(config.executor_options.get(config.executor, {})), config)
-
-
 def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
     """The autocast context of ``precision`` on ``device`` (a no-op for fp32); reusable."""
     if precision == "fp32":

@@ -39,16 +39,16 @@ class UpdateLog:
     """What :func:`fit` reports every :data:`LOSS_WINDOW` updates (and at the last one) to its
     ``on_log`` callback: for progress lines and experiment trackers."""
 
-    #: updates done so far
     update: int
-    #: of how many
+    """updates done so far"""
     total: int
-    #: mean training loss over the window that ended here
+    """of how many"""
     loss: float
-    #: the learning rate of the last update
+    """mean training loss over the window that ended here"""
     lr: float
-    #: seconds since the first update of this process (a resumed cell counts from its resume)
+    """the learning rate of the last update"""
     seconds: float
+    """seconds since the first update of this process (a resumed cell counts from its resume)"""
 
 
 @dataclass(frozen=True)
@@ -58,16 +58,16 @@ class FitResult:
 
     updates: int
     train_seconds: float
-    #: seconds of (unpadded) audio the updates went through, and per second of training
     audio_seconds: float
+    """seconds of (unpadded) audio the updates went through, and per second of training"""
     audio_seconds_per_second: float
-    #: micro-batches drawn, and the share of padded positions in them
     batches: int
+    """micro-batches drawn, and the share of padded positions in them"""
     padding_fraction: float
-    #: mean loss per window of :data:`LOSS_WINDOW` updates, rounded to 4 decimals
     loss_curve: tuple[float, ...]
-    #: the update a checkpoint resumed from, or None
+    """mean loss per window of :data:`LOSS_WINDOW` updates, rounded to 4 decimals"""
     resumed_from_update: int | None = None
+    """the update a checkpoint resumed from, or None"""
 
     def facts(self) -> dict[str, Any]:
         return {
@@ -89,8 +89,8 @@ class TrainingState:
     scaler states, the micro-batches drawn so far (the batch order is a pure function of the
     seed, so they are replayed), the losses, and every random generator's state."""
 
-    #: (steps, batch_seconds, grad_accum): a checkpoint of other batching cannot resume
     recipe: list
+    """(steps, batch_seconds, grad_accum): a checkpoint of other batching cannot resume"""
     update: int
     params: dict[str, torch.Tensor]
     optimizer: dict[str, Any]

@@ -58,12 +58,12 @@ def check_frame_lengths(model: SpeechCTCModel, split: Split, device: torch.devic
 class FeatureShape:
     """What a head trained on frozen features gets to size itself."""
 
-    #: width of one frame's features (of one layer, for hidden states)
     dim: int
-    #: number of layers (hidden states), or None for encoder outputs
+    """width of one frame's features (of one layer, for hidden states)"""
     layers: int | None
-    #: output classes of the CTC layer, blank (index 0) included
+    """number of layers (hidden states), or None for encoder outputs"""
     vocab_size: int
+    """output classes of the CTC layer, blank (index 0) included"""
 
 
 @dataclass
@@ -76,10 +76,10 @@ class CellSetup:
     amp: AbstractContextManager
     splits: dict[str, Split]
     vocab: Vocabulary
-    #: what the cell's record says about how it computed (``record.train``), filled as it goes
     facts: dict[str, Any] = field(default_factory=dict)
-    #: receives the loss every 25 updates (progress lines, trackers)
+    """what the cell's record says about how it computed (``record.train``), filled as it goes"""
     on_log: Callable[[UpdateLog], None] | None = None
+    """receives the loss every 25 updates (progress lines, trackers)"""
 
     # ------------------------------------------------------------------ start
     @classmethod

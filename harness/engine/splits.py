@@ -41,8 +41,8 @@ class Split:
     refs: list[str] = field(default_factory=list)
     labels: list[list[int]] = field(default_factory=list)
     skipped: Counter = field(default_factory=Counter)
-    #: characters outside the vocabulary: dropped from training labels, kept in eval references
     oov_chars: int = 0
+    """characters outside the vocabulary: dropped from training labels, kept in eval references"""
 
     @property
     def samples(self) -> list[int]:

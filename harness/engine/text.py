@@ -16,8 +16,6 @@ from harness.errors import BenchError
 from harness.languages import language
 
 BLANK = "<blank>"
-#: symbol standing for the space between words in the vocabulary
-WORD_SEPARATOR = " "
 _INNER_MARKS = {"'", "’", "-"}
 _JOINERS = {"\u200c", "\u200d"}
 

@@ -22,6 +22,8 @@ from typing import Any, get_type_hints
 from harness.errors import BenchError, did_you_mean
 
 DEFAULT_CONFIG = "bench.toml"
+#: the default configuration shipped with the package (the repository's bench.toml, commented)
+PACKAGED_CONFIG = Path(__file__).with_name("bench.toml")
 DEFAULT_PRESET = "tiny-study"
 
 
@@ -319,6 +321,9 @@ def load_config(
         data = read_toml(path)
         base_dir = path.resolve().parent
         source = str(path)
+    else:  # outside a checkout: the default study the docs describe, shipped with bench (paths from here)
+        data = read_toml(PACKAGED_CONFIG)
+        source = "bench's default configuration (bench init writes it here as bench.toml)"
     _check_keys(source, data, _TOP_SECTIONS)
     presets = data.pop("presets", {})
     requested = preset or data.get("run", {}).get("preset")

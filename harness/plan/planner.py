@@ -17,7 +17,7 @@ from harness.api import DatasetRequest, DatasetSpec, MetricSpec, ModelSpec, Prot
 from harness.plan.config import RunConfig, check_sections
 from harness.errors import BenchError, did_you_mean
 from harness.plan.cells import Cell, cell_identity, cell_key
-from harness.plugins import Registered, Registry
+from harness.plugins import Registered, Registry, plugin_call
 
 ALL = "all"
 #: the study's languages, as a ``--langs`` group
@@ -120,18 +120,21 @@ def resolve_protocols(config: RunConfig, registry: Registry) -> dict[str, tuple[
                                  f"options of {name}: {', '.join(defaults) or '(none)'}")
         options = {**defaults, **raw}
         if found.spec.check is not None:
-            found.spec.check(options)
+            plugin_call(found, "check of its options", found.spec.check, options)
         out[name] = (found, options)
     return out
 
 
-def data_fingerprint(spec: DatasetSpec, config: RunConfig, language: str, options: Mapping[str, Any]) -> dict | None:
+def data_fingerprint(dataset: Registered[DatasetSpec], config: RunConfig, language: str,
+                     options: Mapping[str, Any]) -> dict | None:
     """The dataset's fingerprint of a language's data (None without one); data it cannot find
     gives ``{"unavailable": message}``, reported by the checks before any cell runs."""
+    spec = dataset.spec
     if spec.fingerprint is None:
         return None
     try:
-        return dict(spec.fingerprint(dataset_request(config, spec.name, language, config.seeds[0], options)))
+        return dict(plugin_call(dataset, "fingerprint", spec.fingerprint,
+                                dataset_request(config, spec.name, language, config.seeds[0], options)))
     except BenchError as exc:
         return {"unavailable": exc.message}
 
@@ -175,7 +178,8 @@ def plan_run(config: RunConfig, registry: Registry) -> Plan:
     protocols = resolve_protocols(config, registry)
     for mname, (model, _) in models.items():
         for pname, (protocol, _) in protocols.items():
-            reason = protocol.spec.accepts(model.spec.facts) if protocol.spec.accepts is not None else None
+            reason = (plugin_call(protocol, "accepts", protocol.spec.accepts, model.spec.facts)
+                      if protocol.spec.accepts is not None else None)
             if reason:
                 raise BenchError(f"protocol {pname!r} cannot evaluate model {mname!r}: {reason}",
                                  f"leave {mname} out of --models, or run it with another protocol")
@@ -190,9 +194,9 @@ def plan_run(config: RunConfig, registry: Registry) -> Plan:
         _check_dataset_options(dname, options, dataset.spec)
         supported = dataset.spec.languages
         if dataset.spec.list_languages is not None:  # what the configured data holds
-            supported = tuple(dataset.spec.list_languages(options))
+            supported = tuple(plugin_call(dataset, "list_languages", dataset.spec.list_languages, options))
         for lang in select_languages(config.langs, supported, dname):
-            data = data_fingerprint(dataset.spec, config, lang, options)  # once per language, for every seed
+            data = data_fingerprint(dataset, config, lang, options)  # once per language, for every seed
             keyed_options = options if dataset.spec.fingerprint is None else {
                 k: v for k, v in options.items() if k not in dataset.spec.location_options}
             for seed in config.seeds:

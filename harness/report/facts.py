@@ -169,10 +169,6 @@ def _hours(cell: StoredCell) -> str | None:
 
 
 # ---------------------------------------------------------------------------- cost
-COST_COLUMNS = ["protocol", "model", "dataset", "language", "seed", "device", "updates", "train_s", "encode_s",
-                "eval_s", "wall_s", "audio_s", "audio_per_s"]
-
-
 def cost_rows(cells: Sequence[StoredCell]) -> list[dict[str, Any]]:
     """Per cell: training, feature-encoding and evaluation seconds, the cell's wall time, seconds of
     training audio processed and per second of training."""

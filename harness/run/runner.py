@@ -14,10 +14,11 @@ from dataclasses import dataclass
 
 from harness.run.cell import CellFailure, CellResult, CellTask
 from harness.plan.config import RunConfig, runtime_fingerprint
-from harness.engine.device import check_runtime
+from harness.engine.device import resolve_device, resolve_precision
 from harness.errors import BenchError, MissingInput
 from harness.plan.planner import ALL, Plan, PlannedCell, checkpoint_path, data_request, plan_run, resolve_models
-from harness.plugins import Registry, process_registry
+from harness.plugins import Registry, plugin_call, process_registry
+from harness.run.executors import Executor
 from harness.run.prepare_models import prepare_models
 from harness.run.progress import Progress
 from harness.store.results import ResultStore
@@ -85,7 +86,7 @@ def check_inputs(pending: list[PlannedCell], config: RunConfig) -> dict[str, tup
             problems[model_key] = None
             if planned.model.spec.check is not None:
                 try:
-                    planned.model.spec.check()
+                    plugin_call(planned.model, "check", planned.model.spec.check)
                 except BenchError as exc:
                     problems[model_key] = (cell.model, exc)
         data_key = ("data", cell.dataset, cell.language, repr(sorted(planned.dataset_options.items())))
@@ -93,7 +94,8 @@ def check_inputs(pending: list[PlannedCell], config: RunConfig) -> dict[str, tup
             problems[data_key] = None
             if planned.dataset.spec.check is not None:
                 try:
-                    planned.dataset.spec.check(data_request(config, cell, planned.dataset_options))
+                    plugin_call(planned.dataset, "check", planned.dataset.spec.check,
+                                data_request(config, cell, planned.dataset_options))
                 except BenchError as exc:
                     problems[data_key] = (f"{cell.dataset}:{cell.language}", exc)
         problem = problems[model_key] or problems[data_key]
@@ -208,3 +210,21 @@ def execute(plan: Plan, config: RunConfig, store: ResultStore, progress: Progres
                 store.release(key)
     return RunSummary(len(plan.cells), len(done), counts["computed"], time.perf_counter() - start, tuple(failures),
                       skipped_failed, counts["others"])
+
+
+def check_runtime(config: RunConfig, registry: Registry, here: bool = False) -> Executor:
+    """Check the runtime settings (device, precision, executor and its options) before any
+    work, pre-training included: a setting that cannot work fails at once with one message
+    instead of failing every cell. The device is checked on this machine when cells run here
+    (the ``local`` executor) or ``here`` is set (models are pre-trained in this process); other
+    executors' cells run on their own machines. Returns the executor ``config`` asks for."""
+    if here or config.executor == "local":
+        device = resolve_device(config.runtime.device)
+        resolve_precision(config.runtime.precision, device)
+        import torch
+
+        if config.runtime.precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+            raise BenchError("run.precision='bf16' was asked for but this GPU does not support bf16",
+                             "use precision auto (fp16 with loss scaling there) or fp32")
+    spec = registry.executor(config.executor).spec
+    return spec.create(dict(config.executor_options.get(config.executor, {})), config)

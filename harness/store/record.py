@@ -27,16 +27,16 @@ RECORD_VERSION = 2
 class TrainFacts:
     """How a cell trained (``CellSetup``'s facts and :class:`harness.engine.FitResult`)."""
 
-    #: facts a protocol did not give are None (and left out of the JSON)
     device: str | None = None
+    """facts a protocol did not give are None (and left out of the JSON)"""
     precision: str | None = None
     feature_cache: bool | None = None
     vocab_size: int | None = None
     train_utterances: int | None = None
-    #: hours of audio the loop trained on, after its own skips
     train_hours: float | None = None
-    #: characters outside the vocabulary per split
+    """hours of audio the loop trained on, after its own skips"""
     oov_chars: Mapping[str, int] | None = None
+    """characters outside the vocabulary per split"""
     trainable_parameters: int | None = None
     parameters: int | None = None
     updates: int | None = None
@@ -45,22 +45,22 @@ class TrainFacts:
     audio_seconds_per_second: float | None = None
     batches: int | None = None
     padding_fraction: float | None = None
-    #: mean loss per window of 25 updates
     loss_curve: tuple[float, ...] = ()
+    """mean loss per window of 25 updates"""
     resumed_from_update: int | None = None
-    #: seconds of the one-off feature cache pass, and of decoding per split
     encode_seconds: float | None = None
+    """seconds of the one-off feature cache pass, and of decoding per split"""
     eval_seconds: Mapping[str, float] | None = None
-    #: ``superb``: learned weight of each upstream layer, and the upstream's shape
     layer_weights: tuple[float, ...] | None = None
+    """``superb``: learned weight of each upstream layer, and the upstream's shape"""
     upstream_layers: int | None = None
     upstream_dim: int | None = None
-    #: CUDA only: the GPU's memory and the peaks of training and decoding (MiB)
     gpu_memory_mib: float | None = None
+    """CUDA only: the GPU's memory and the peaks of training and decoding (MiB)"""
     peak_memory_mib: float | None = None
     peak_memory_mib_eval: float | None = None
-    #: facts a protocol adds that are not listed above
     extra: Mapping[str, Any] = field(default_factory=dict)
+    """facts a protocol adds that are not listed above"""
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> TrainFacts:
@@ -93,41 +93,44 @@ class SplitFacts:
 class CellRecord:
     """Everything a finished cell records besides its scores and hypotheses."""
 
-    #: what decides the cell's key: model, dataset (and its data's fingerprint), language,
-    #: seed, protocol, recipe (plain JSON, as hashed)
     identity: Mapping[str, Any]
+    """what decides the cell's key: model, dataset (and its data's fingerprint), language, seed, protocol,
+    recipe (plain JSON, as hashed)
+    """
     seed: int
-    #: the distribution and version each of the cell's plugins came from
     model_origin: str = ""
+    """the distribution and version each of the cell's plugins came from"""
     dataset_origin: str = ""
     protocol_origin: str = ""
-    #: the dataset's facts (``DatasetSplits.info``: source, hours, utterances, speakers, digests)
     data: Mapping[str, Any] = field(default_factory=dict)
-    #: utterances left out, by split and reason (the dataset's and the loop's)
+    """the dataset's facts (``DatasetSplits.info``: source, hours, utterances, speakers, digests)"""
     skipped: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
-    #: output symbols, index 0 the CTC blank
+    """utterances left out, by split and reason (the dataset's and the loop's)"""
     vocabulary: tuple[str, ...] = ()
+    """output symbols, index 0 the CTC blank"""
     train: TrainFacts = field(default_factory=TrainFacts)
     eval: Mapping[str, SplitFacts] = field(default_factory=dict)
-    #: the runtime settings it was computed with (not part of the key)
     runtime: Mapping[str, Any] = field(default_factory=dict)
+    """the runtime settings it was computed with (not part of the key)"""
     preset: str | None = None
-    #: package versions, git revision and machine it was computed on
     packages: Mapping[str, str] = field(default_factory=dict)
+    """package versions, git revision and machine it was computed on"""
     git_revision: str | None = None
     machine: Mapping[str, Any] = field(default_factory=dict)
-    #: where an executor computed it: ``executor`` and ``host``, plus Ray's node ``address`` and
-    #: ``id`` or Slurm's ``job_id`` and ``restarts`` (None: in the ``bench run`` process)
     node: Mapping[str, Any] | None = None
-    #: version of each metric its scores were computed with, and a summary of its outputs per
-    #: split (``empty_hypotheses``: share of empty hypotheses, ...)
+    """where an executor computed it: ``executor`` and ``host``, plus Ray's node ``address`` and ``id`` or
+    Slurm's ``job_id`` and ``restarts`` (None: in the ``bench run`` process)
+    """
     metric_versions: Mapping[str, str] = field(default_factory=dict)
+    """version of each metric its scores were computed with, and a summary of its outputs per split
+    (``empty_hypotheses``: share of empty hypotheses, ...)
+    """
     outputs: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
-    #: micro-batch halvings after running out of memory, and the batching it finished with
     oom_retries: int = 0
+    """micro-batch halvings after running out of memory, and the batching it finished with"""
     effective_batching: Mapping[str, float] | None = None
-    #: facts of newer versions or of other tools, kept as they were
     extra: Mapping[str, Any] = field(default_factory=dict)
+    """facts of newer versions or of other tools, kept as they were"""
     version: int = RECORD_VERSION
 
     # ------------------------------------------------------------------ derived

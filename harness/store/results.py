@@ -137,7 +137,7 @@ def _store_error(path: Path, problem: str, hint: str | None = None) -> BenchErro
                       hint or "point run.store (or --store) at a new path or an existing bench store")
 
 
-def _check_store_path(path: Path) -> None:
+def check_store_path(path: Path) -> None:
     """A one-line error for a store path that cannot be a file (a directory, under a file)."""
     if path.is_dir():
         raise _store_error(path, "is a directory", "give a file path, e.g. --store DIR/results.sqlite")
@@ -192,7 +192,7 @@ class ResultStore:
     def __init__(self, path: str | Path, owner: str | None = None, readonly: bool = False) -> None:
         self.path = Path(path)
         self.readonly = readonly
-        _check_store_path(self.path)
+        check_store_path(self.path)
         exists = self.path.exists()
         if readonly and not exists:
             raise _store_error(self.path, "does not exist", "run `bench run` first (or pass --store)")

@@ -20,6 +20,9 @@ OnResult = Callable[[CellResult | CellFailure], None]
 
 
 class Executor(Protocol):
+    """What ``ExecutorSpec.create`` returns: ``run`` pulls cell tasks (pulling claims a cell) and
+    hands each result or failure to ``on_result`` in the calling process as it arrives."""
+
     def run(self, tasks: Iterator[CellTask], on_result: OnResult, progress: Progress | None) -> None: ...
 
 

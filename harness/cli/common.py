@@ -1,0 +1,155 @@
+"""What the commands share: the selection flags, the configuration they resolve, and the
+stored cells of a selection, scored."""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+from collections.abc import Sequence
+
+
+from harness.errors import BenchError
+from harness.plan.config import RunConfig, load_config, parse_set
+from harness.plugins import process_registry
+
+
+def selection_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", help="bench.toml to read (default: ./bench.toml or $BENCH_CONFIG)")
+    parser.add_argument("--preset", help="named preset from bench.toml (default: run.preset of the file, else tiny-study)")
+    parser.add_argument("--models", help="comma-separated model names or groups (study, tiny, english, ...: "
+                        "bench list --models), or 'all' (every registered model)")
+    parser.add_argument("--datasets", help="comma-separated dataset names, or 'all'")
+    parser.add_argument("--langs", help="comma-separated language codes, 'study' (the study's 18) or 'all' "
+                        "(every language the dataset offers)")
+    parser.add_argument("--seeds", help="number of seeds (0..N-1)")
+    parser.add_argument("--protocols", help="comma-separated evaluation protocols (finetune, superb, ...), or 'all'")
+    parser.add_argument("--metrics", help="comma-separated metric names (run.metrics), e.g. cer,wer")
+    parser.add_argument("--store", help="results store (SQLite file)")
+    parser.add_argument("--set", dest="assignments", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                        help="override any bench.toml setting, e.g. --set train.steps=100 (repeatable)")
+
+
+def config_from_args(args: argparse.Namespace) -> RunConfig:
+    overrides = parse_set(args.assignments)
+    run = overrides.setdefault("run", {})
+    for flag in ("models", "datasets", "langs", "seeds", "metrics", "protocols", "store", "executor"):
+        value = getattr(args, flag, None)
+        if value is not None:
+            run[flag] = value
+    return load_config(args.config, args.preset, overrides)
+
+
+def metric_directions(registry) -> dict[str, bool]:
+    return {name: reg.spec.lower_is_better for name, reg in registry.metrics.items()}
+
+
+def scored(config: RunConfig, store, keys: Sequence[str]):
+    """The stored cells of ``keys`` with every configured metric scored: a metric added after the
+    cells ran (or whose version changed) is computed from their stored hypotheses."""
+    from harness.engine.scoring import fill_scores
+
+    registry = process_registry()
+    specs = [registry.metric(name).spec for name in config.metrics]
+    cells, filled = fill_scores(store, store.cells(keys), specs)
+    if filled:
+        print(f"scored {filled} stored cell(s) for {', '.join(config.metrics)} from their stored hypotheses "
+              "(no training)")
+    return cells
+
+
+def print_matrix(config: RunConfig, cells) -> None:
+    from harness.report.tables import cells_frame, matrix, protocols_of, summary_frame
+
+    summary = summary_frame(cells_frame(cells))
+    if summary.empty:
+        return
+    directions = metric_directions(process_registry())
+    protocols = protocols_of(summary)
+    for protocol in protocols:
+        for metric in config.metrics[:1]:
+            m = matrix(summary, metric, "test", directions.get(metric, True), protocol)
+            if m.models:
+                where = f", protocol {protocol}" if len(protocols) > 1 or protocol != "finetune" else ""
+                print(f"\n{metric.upper()} on test{where} (mean ± sd over {len(config.seeds)} seed(s); "
+                      f"* best per language, {m.direction()})")
+                print(m.table())
+                if m.footnote():
+                    print(m.footnote())
+
+
+def existing_store(config: RunConfig):
+    """The configured results store, which must exist already (reading commands)."""
+    from harness.store.results import ResultStore
+
+    if not config.store.exists():
+        raise BenchError(f"no results store at {config.store}", "run `bench run` first (or pass --store)")
+    return ResultStore(config.store, readonly=True)
+
+
+def stored_cells(config: RunConfig):
+    """The stored results of the configured matrix, every configured metric scored (and how many
+    cells the matrix has)."""
+    from harness.run.runner import plan_run
+
+    plan = plan_run(config, process_registry())
+    readable = [c for c in plan.cells if "unavailable" not in (c.identity.get("data") or {})]
+    unreadable = [c for c in plan.cells if "unavailable" in (c.identity.get("data") or {})]
+    with existing_store(config) as store:
+        keys = [c.key for c in readable]
+        ambiguous: dict[str, int] = {}
+        if unreadable:  # results are keyed by their data: match them by the data they recorded
+            recorded, ambiguous = recorded_data(store, unreadable)
+            keys += list(recorded)
+        cells = scored(config, store, keys)
+    if ambiguous:
+        print("warning: the data of " + ", ".join(f"{k} ({n} versions stored)" for k, n in sorted(ambiguous.items()))
+              + " cannot be read here, and which version is meant cannot be told: those results are left out "
+              "(report where the data is: release or BENCH_COMMON_VOICE set)", file=sys.stderr)
+    if not cells:
+        names = sorted({f"{c.cell.dataset}:{c.cell.language}" for c in unreadable})
+        raise BenchError("none of the configured cells has a result in the store yet"
+                         + (f" (the data of {', '.join(names)} cannot be read here, and results are keyed by "
+                            "the data they were computed on)" if names else ""),
+                         "run `bench run` with the same selection first, or choose --preset/--models/--langs"
+                         + ("; or run this where the data is (release or BENCH_COMMON_VOICE set)"
+                            if names else ""))
+    return cells, len(plan.cells)
+
+
+def recorded_data(store, planned) -> tuple[list[str], dict[str, int]]:
+    """Stored cells standing in for ``planned`` cells whose data cannot be read here: those whose
+    recorded identity is the planned one but for the data, when the store holds results of one
+    version of that dataset:language only. Returns their keys and, per dataset:language with
+    several versions stored, how many (those are left out)."""
+    from harness.plan.cells import canonical_json
+
+    def without_data(identity):
+        return canonical_json({k: v for k, v in identity.items() if k != "data"})
+
+    wanted = {without_data(c.identity): f"{c.cell.dataset}:{c.cell.language}" for c in planned}
+    found: dict[str, dict[str, list[str]]] = {}  # dataset:language -> data identity -> keys
+    for cell in store.cells():
+        identity = cell.record.identity or {}
+        place = wanted.get(without_data(identity)) if "data" in identity else None
+        if place is not None:
+            found.setdefault(place, {}).setdefault(canonical_json(identity["data"]), []).append(cell.key)
+    keys: list[str] = []
+    ambiguous: dict[str, int] = {}
+    for place, versions in sorted(found.items()):
+        if len(versions) == 1:
+            (data, stood_in), = versions.items()
+            keys += stood_in
+            print(f"note: the data of {place} cannot be read here: its {len(stood_in)} stored result(s) are "
+                  f"reported by the data they recorded ({data_label(data)})", file=sys.stderr)
+        else:
+            ambiguous[place] = len(versions)
+    return keys, ambiguous
+
+
+def data_label(data_json: str) -> str:
+    data = json.loads(data_json)
+    label = data.get("release") or data.get("version") if isinstance(data, dict) else None
+    return f"release {label}" if label else "identity " + hashlib.sha256(data_json.encode()).hexdigest()[:12]
+

@@ -1,0 +1,48 @@
+"""``bench report``: The model x language matrix, statistics and pictures of the stored cells."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+from harness.cli.common import (config_from_args, metric_directions, existing_store, print_matrix, selection_flags, stored_cells)
+from harness.plugins import process_registry
+
+
+def add_parser(sub) -> None:
+    report = sub.add_parser("report", help="print the model x language matrix and write CSV, JSON, Markdown")
+    selection_flags(report)
+    report.add_argument("--out", help="directory for the report files (default: run.report_dir)")
+    report.add_argument("--json", metavar="FILE", help="also write the results JSON here (a baseline for compare)")
+    report.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from harness.report.tables import write_reports
+
+    config = config_from_args(args)
+    cells, planned = stored_cells(config)
+    out = config.report_dir if args.out is None else Path(args.out)
+    with existing_store(config) as store:  # test hypotheses: sample transcripts, bootstrap intervals
+        hypotheses = {c.key: store.hypotheses(c.key, "test") for c in cells}
+    paths = write_reports(cells, out, config.metrics, Path(args.json) if args.json else None,
+                          metric_directions(process_registry()), hypotheses)
+    print_matrix(config, cells)
+    payload = json.loads(paths["json"].read_text())
+    for group, items in payload["findings"].items():
+        print(f"\nStatistics ({group}, {config.metrics[0].upper()} on test):\n"
+              + "\n".join(f"- {f.get('text', f['sentence'])}" for f in items))
+    statistics = payload.get("statistics", {})
+    if statistics.get("correction"):
+        print(statistics["correction"])
+    for why in statistics.get("uninformative_metrics", {}).values():
+        print(f"Note: {why}")
+    missing = planned - len(cells)
+    print(f"\n{len(cells)} of {planned} cells have results" + (f" ({missing} not run yet)" if missing else ""))
+    print("wrote " + ", ".join(str(p) for p in paths.values()))
+    return 0
+
+
+

@@ -78,6 +78,8 @@ start() {
     stop
   fi
   command -v "$ray_bin" >/dev/null || { echo "ray netns: '$ray_bin' not found (activate the venv or set RAY)" >&2; exit 1; }
+  # a start that fails half-way leaves nothing behind
+  trap 'status=$?; if [ "$status" -ne 0 ]; then stop; fi; exit "$status"' EXIT
   mkdir -p "$tmp_root"
 
   ip netns add "$head_ns"
@@ -116,6 +118,7 @@ start() {
                | awk '/^Active:/{on=1; next} /^Pending:/{on=0} on && /node_/{n++} END{print n+0}')"
     if [ "$alive" -ge "$want" ]; then
       echo "ray netns: $want nodes alive; head at $head_ip:$port in namespace $head_ns"
+      trap - EXIT
       return 0
     fi
     sleep 0.5

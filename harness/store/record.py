@@ -77,7 +77,7 @@ class TrainFacts:
         for key in ("loss_curve", "layer_weights"):
             if out[key] is not None:
                 out[key] = list(out[key])
-        out = {k: v for k, v in out.items() if v is not None}
+        out = {k: v for k, v in out.items() if v is not None and not (k == "loss_curve" and not v)}
         return {**out, **dict(self.extra)}
 
 

@@ -23,7 +23,8 @@ hookspec = pluggy.HookspecMarker(PROJECT)
 hookimpl = pluggy.HookimplMarker(PROJECT)
 
 if TYPE_CHECKING:  # pragma: no cover
-    from harness.plugins import DatasetRegister, ExecutorRegister, MetricRegister, ModelRegister, ProtocolRegister
+    from harness.plugins import (DatasetRegister, DecoderRegister, ExecutorRegister, MetricRegister, ModelRegister,
+                                 ProtocolRegister)
 
 
 @hookspec
@@ -51,3 +52,9 @@ def bench_register_executors(register: "ExecutorRegister") -> None:
 def bench_register_protocols(register: "ProtocolRegister") -> None:
     """Register evaluation protocols (``register(ProtocolSpec)``): how a built model is trained and
     evaluated in a cell (``finetune``, ``superb``, ...)."""
+
+
+@hookspec
+def bench_register_decoders(register: "DecoderRegister") -> None:
+    """Register decoders (``register(DecoderSpec)``): how stored CTC outputs become text
+    (``greedy``, ``beam``, ``beam-lm``, ...)."""

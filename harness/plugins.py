@@ -18,12 +18,13 @@ from typing import Any, Generic, TypeVar
 import pluggy
 
 from harness import hookspecs
-from harness.api import DatasetSpec, ExecutorSpec, MetricSpec, ModelGroup, ModelScheme, ModelSpec, ProtocolSpec
+from harness.api import (DatasetSpec, DecoderSpec, ExecutorSpec, MetricSpec, ModelGroup, ModelScheme, ModelSpec,
+                         ProtocolSpec)
 from harness.errors import BenchError, did_you_mean, unknown
 
 ENTRY_POINT_GROUP = "bench"
 
-T = TypeVar("T", ModelSpec, DatasetSpec, MetricSpec, ExecutorSpec, ProtocolSpec)
+T = TypeVar("T", ModelSpec, DatasetSpec, MetricSpec, ExecutorSpec, ProtocolSpec, DecoderSpec)
 
 
 @dataclass(frozen=True)
@@ -114,6 +115,11 @@ class ProtocolRegister(_Register[ProtocolSpec]):
         super().__init__("protocol", table, origin, conflicts)
 
 
+class DecoderRegister(_Register[DecoderSpec]):
+    def __init__(self, table: dict, origin: Origin, conflicts: dict | None = None) -> None:
+        super().__init__("decoder", table, origin, conflicts)
+
+
 def _names_from_env(variable: str) -> set[str] | None:
     value = os.environ.get(variable)
     if value is None:
@@ -134,6 +140,7 @@ class Registry:
         self.metrics: dict[str, Registered[MetricSpec]] = {}
         self.executors: dict[str, Registered[ExecutorSpec]] = {}
         self.protocols: dict[str, Registered[ProtocolSpec]] = {}
+        self.decoders: dict[str, Registered[DecoderSpec]] = {}
         self._origins: dict[str, Origin] = {}
         self.load_errors: list[str] = []
         #: (kind, name) -> message, for names two plugins registered; looking one up raises
@@ -196,7 +203,7 @@ class Registry:
             self.add_plugin(plugin, ep.name, dist.name if dist else "(unknown)", dist.version if dist else "")
 
     _HOOKS = ("bench_register_models", "bench_register_datasets", "bench_register_metrics",
-              "bench_register_executors", "bench_register_protocols")
+              "bench_register_executors", "bench_register_protocols", "bench_register_decoders")
 
     def collect(self) -> "Registry":
         """Call every plugin's register hooks; each spec remembers which plugin gave it.
@@ -208,7 +215,7 @@ class Registry:
                 continue
             origin = self._origins.get(name, Origin(name, "(local)", ""))
             tables = ("models", "schemes", "groups", "datasets", "metrics", "executors", "protocols",
-                      "conflicts")
+                      "decoders", "conflicts")
             snapshot = {t: dict(getattr(self, t)) for t in tables}
             hook_name = ""
             try:
@@ -225,6 +232,8 @@ class Registry:
                             register = ExecutorRegister(self.executors, origin, self.conflicts)
                         elif hook_name == "bench_register_protocols":
                             register = ProtocolRegister(self.protocols, origin, self.conflicts)
+                        elif hook_name == "bench_register_decoders":
+                            register = DecoderRegister(self.decoders, origin, self.conflicts)
                         else:
                             register = MetricRegister(self.metrics, origin, self.conflicts)
                         impl.function(register=register)
@@ -284,6 +293,13 @@ class Registry:
         if name not in self.protocols:
             raise unknown("protocol", name, self.protocols, "choose with --protocols or run.protocols")
         return self.protocols[name]
+
+    def decoder(self, name: str) -> Registered[DecoderSpec]:
+        self._check_conflict("decoder", name)
+        if name not in self.decoders:
+            raise unknown("decoder", name, self.decoders, "choose --decoders (run.decoders) from that list "
+                          "(bench list --decoders)")
+        return self.decoders[name]
 
     def metric(self, name: str) -> Registered[MetricSpec]:
         self._check_conflict("metric", name)

@@ -29,6 +29,8 @@ def _selection_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seeds", help="number of seeds (0..N-1)")
     parser.add_argument("--protocols", help="comma-separated evaluation protocols (finetune, superb, ...), or 'all'")
     parser.add_argument("--metrics", help="comma-separated metric names (run.metrics), e.g. cer,wer")
+    parser.add_argument("--decoders", help="comma-separated decoders of the stored outputs (run.decoders; bench list "
+                        "--decoders), e.g. greedy,beam-lm: decoded again without retraining")
     parser.add_argument("--store", help="results store (SQLite file)")
     parser.add_argument("--set", dest="assignments", action="append", default=[], metavar="SECTION.KEY=VALUE",
                         help="override any bench.toml setting, e.g. --set train.steps=100 (repeatable)")
@@ -37,7 +39,7 @@ def _selection_flags(parser: argparse.ArgumentParser) -> None:
 def _config(args: argparse.Namespace) -> RunConfig:
     overrides = parse_set(args.assignments)
     run = overrides.setdefault("run", {})
-    for flag in ("models", "datasets", "langs", "seeds", "metrics", "protocols", "store", "executor"):
+    for flag in ("models", "datasets", "langs", "seeds", "metrics", "protocols", "store", "executor", "decoders"):
         value = getattr(args, flag, None)
         if value is not None:
             run[flag] = value
@@ -53,6 +55,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     config = _config(args)
     registry = process_registry()
     plan = plan_run(config, registry)
+    if _other_decoders(config):
+        _decoders(config)  # an unknown decoder or a missing package stops the run before any cell
     if args.dry_run:  # creates nothing: no store, no cache
         done: set[str] = set()
         failed: set[str] = set()
@@ -114,7 +118,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
         if summary.left_to_others:
             print(f"{summary.left_to_others} cells were being computed by another run on this store; "
                   "run again after it finishes to see them here.")
-        _print_matrix(config, _scored(config, store, [c.key for c in plan.cells]))
+        cells = _scored(config, store, [c.key for c in plan.cells])
+        if _other_decoders(config):
+            cells, _ = _decoded(config, store, cells)
+        _print_matrix(config, cells)
         done = store.done_keys(c.key for c in plan.cells)
         failed = store.failures(c.key for c in plan.cells if c.key not in done)
         if failed:
@@ -214,6 +221,46 @@ def _scored(config: RunConfig, store, keys: Sequence[str]):
     return cells
 
 
+def _other_decoders(config: RunConfig) -> bool:
+    return tuple(config.decoders) != ("greedy",)
+
+
+def _decoders(config: RunConfig):
+    """The configured decoders, checked before anything is decoded (or computed)."""
+    from harness.decoding.stage import resolve_decoders
+
+    return resolve_decoders(config.decoders, process_registry(), config.decoder_options)
+
+
+def _decoded(config: RunConfig, store, cells):
+    """The cells under every configured decoder (decoded from their stored outputs, no
+    training), and the test hypotheses of each view."""
+    from harness.decoding.stage import decode_views
+
+    registry = process_registry()
+    decoders = _decoders(config)
+    specs = [registry.metric(name).spec for name in config.metrics]
+    tune = {d.spec.tune_metric: registry.metric(d.spec.tune_metric).spec for d in decoders
+            if d.spec.tuned and d.spec.tune_metric in registry.metrics}
+    views = decode_views(cells, store, decoders, specs, config.cache_dir, tune,
+                         log=lambda line: print(line, file=sys.stderr, flush=True))
+    for note in views.notes:
+        print(f"note: {note}", file=sys.stderr)
+    return views.cells, views.hypotheses
+
+
+def _print_decoding(cells) -> None:
+    """Per decoder: its speed per hour of test audio and the weights chosen on dev."""
+    from harness.decoding.stage import speed_rows
+
+    rows = [[r["decoder"], r["cells"], f"{r['seconds_per_audio_hour']:.1f}", f"{r['dev_seconds']:.1f}",
+             r["grid_points"], " ".join(f"{k}={v:.2f}" for k, v in r["weights"].items()) or "-"]
+            for r in speed_rows(cells)]
+    if rows:
+        print(tabulate(rows, headers=["decoder", "cells", "s per hour of test audio", "dev s (tuning)",
+                                      "grid points", "chosen on dev (mean)"], disable_numparse=True))
+
+
 def _print_matrix(config: RunConfig, cells) -> None:
     from harness.report.tables import cells_frame, matrix, protocols_of, summary_frame
 
@@ -247,7 +294,7 @@ def _dataset_languages(spec) -> str:
 def _cmd_list(args: argparse.Namespace) -> int:
     registry = process_registry()
     show_all = not (args.models or args.datasets or args.metrics or args.languages or args.executors
-                    or args.protocols)
+                    or args.protocols or args.decoders)
     if show_all or args.models:
         rows = [[name, reg.spec.description, _meta(reg.spec.metadata), str(reg.origin)]
                 for name, reg in sorted(registry.models.items())]
@@ -271,6 +318,13 @@ def _cmd_list(args: argparse.Namespace) -> int:
                  str(reg.origin)] for name, reg in sorted(registry.protocols.items())]
         print(tabulate(rows, headers=["protocol", "description", "options (defaults)", "from"], maxcolwidths=[None, 60, 40, None]),
               end="\n\n")
+    if show_all or args.decoders:
+        rows = [[name, reg.spec.description,
+                 " ".join(f"{k}={v}" for k, v in reg.spec.defaults.items()) or "-",
+                 " ".join(reg.spec.tuned) + (f" (on dev, by {reg.spec.tune_metric})" if reg.spec.tuned else "") or "-",
+                 str(reg.origin)] for name, reg in sorted(registry.decoders.items())]
+        print(tabulate(rows, headers=["decoder", "description", "options (defaults)", "tuned", "from"],
+                       maxcolwidths=[None, 50, 40, 20, None]), end="\n\n")
     if show_all or args.metrics:
         rows = [[name, reg.spec.description, "lower" if reg.spec.lower_is_better else "higher", str(reg.origin)]
                 for name, reg in sorted(registry.metrics.items())]
@@ -390,10 +444,15 @@ def _cmd_report(args: argparse.Namespace) -> int:
     from harness.report.tables import write_reports
 
     config = _config(args)
+    if _other_decoders(config):
+        _decoders(config)  # unknown decoders, options and missing packages: before reading any cell
     cells, planned = _stored_cells(config)
     out = config.report_dir if args.out is None else Path(args.out)
     with _existing_store(config) as store:  # test hypotheses: sample transcripts, bootstrap intervals
-        hypotheses = {c.key: store.hypotheses(c.key, "test") for c in cells}
+        if _other_decoders(config):
+            cells, hypotheses = _decoded(config, store, cells)
+        else:
+            hypotheses = {c.key: store.hypotheses(c.key, "test") for c in cells}
     paths = write_reports(cells, out, config.metrics, Path(args.json) if args.json else None,
                           _directions(process_registry()), hypotheses)
     _print_matrix(config, cells)
@@ -406,8 +465,12 @@ def _cmd_report(args: argparse.Namespace) -> int:
         print(statistics["correction"])
     for why in statistics.get("uninformative_metrics", {}).values():
         print(f"Note: {why}")
-    missing = planned - len(cells)
-    print(f"\n{len(cells)} of {planned} cells have results" + (f" ({missing} not run yet)" if missing else ""))
+    stored = len({c.key for c in cells if c.decoder == "greedy"})
+    missing = planned - stored
+    if _other_decoders(config):
+        print(f"\ndecoders: {', '.join(config.decoders)} (decoded from stored outputs; no cell was trained again)")
+        _print_decoding(cells)
+    print(f"\n{stored} of {planned} cells have results" + (f" ({missing} not run yet)" if missing else ""))
     print("wrote " + ", ".join(str(p) for p in paths.values()))
     return 0
 
@@ -423,7 +486,11 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     if args.current:
         current = load_results(args.current)
     else:  # the summary of the stored cells, without writing a report
-        cells, _ = _stored_cells(_config(args))
+        config = _config(args)
+        cells, _ = _stored_cells(config)
+        if _other_decoders(config):
+            with _existing_store(config) as store:
+                cells, _ = _decoded(config, store, cells)
         current = results_from_summary(summary_frame(cells_frame(cells)).to_dict(orient="records"))
     if args.metrics is not None:  # --metrics: compare only these
         wanted = {m.strip() for m in args.metrics.split(",") if m.strip()}
@@ -484,6 +551,7 @@ def build_parser() -> argparse.ArgumentParser:
     lst.add_argument("--metrics", action="store_true")
     lst.add_argument("--executors", action="store_true")
     lst.add_argument("--protocols", action="store_true", help="evaluation protocols and their options")
+    lst.add_argument("--decoders", action="store_true", help="decoders of the stored outputs and their options")
     lst.add_argument("--languages", action="store_true",
                      help="the study's languages: family, script, case, spaces, and which datasets have them")
     lst.set_defaults(func=_cmd_list)

@@ -252,13 +252,12 @@ def _decoded(config: RunConfig, store, cells):
 def _print_decoding(cells) -> None:
     """Per decoder: its speed per hour of test audio and the weights chosen on dev."""
     from harness.decoding.stage import speed_rows
+    from harness.report.tables import decoding_table
 
-    rows = [[r["decoder"], r["cells"], f"{r['seconds_per_audio_hour']:.1f}", f"{r['dev_seconds']:.1f}",
-             r["grid_points"], " ".join(f"{k}={v:.2f}" for k, v in r["weights"].items()) or "-"]
-            for r in speed_rows(cells)]
+    rows = speed_rows(cells)
     if rows:
-        print(tabulate(rows, headers=["decoder", "cells", "s per hour of test audio", "dev s (tuning)",
-                                      "grid points", "chosen on dev (mean)"], disable_numparse=True))
+        head, body, _ = decoding_table(rows)
+        print(tabulate(body, headers=head, disable_numparse=True))
 
 
 def _print_matrix(config: RunConfig, cells) -> None:

@@ -346,3 +346,21 @@ def test_cells_without_stored_outputs_are_greedy_only_and_say_so(bench, small_co
     assert code == 0, err
     assert "computed before bench stored model outputs, so they are decoded greedily only" in err
     assert "finetune+beam" not in stdout
+
+
+def test_merge_copies_the_stored_outputs(tmp_path):
+    from harness.store.merge import merge_stores
+
+    blob = encode_log_probs({"u": np.zeros((2, 3), np.float16)})
+    text = encode_text(["a b"])
+    source = tmp_path / "a.sqlite"
+    OutputStore.beside(source).put(blob)
+    OutputStore.beside(source).put(text)
+    record = CellRecord(identity={}, seed=0, log_probs={"test": StoredFile(blob.sha256, len(blob.content))},
+                        train_text=StoredFile(text.sha256, len(text.content), ".txt", 1))
+    with ResultStore(source) as store:
+        store.put("k", model="m", dataset="d", language="es", seed=0, metrics={"test": {"cer": 0.5}}, record=record,
+                  hypotheses={"test": [("u", "a", "")]}, duration_s=1.0)
+    merge_stores([source], tmp_path / "c.sqlite")
+    target = OutputStore.beside(tmp_path / "c.sqlite")
+    assert set(target.log_probs(blob.sha256)) == {"u"} and target.text(text.sha256) == ["a b"]

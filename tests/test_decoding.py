@@ -119,6 +119,16 @@ def test_kenlm_reads_the_arpa_file_with_the_same_probabilities(tmp_path):
         assert lm.score(sentence, bos=True, eos=True) == pytest.approx(ours, abs=1e-4)
 
 
+def test_beam_lm_refuses_an_order_kenlm_cannot_read(tmp_path):
+    pytest.importorskip("pyctcdecode")
+    pytest.importorskip("kenlm")
+    from harness.plugins import load_registry
+
+    spec = load_registry().decoder("beam-lm").spec
+    with pytest.raises(BenchError, match="order 2 to 6"):
+        spec.build(DecoderRequest(VOCAB, "es", ["b c"], {**spec.defaults, "order": 1}, tmp_path))
+
+
 def test_bad_lm_options_are_one_line_errors():
     with pytest.raises(BenchError, match="smoothing"):
         build_ngram(SENTENCES, 3, "good-turing")
@@ -307,16 +317,20 @@ def test_stored_outputs_decode_to_the_stored_hypotheses_and_report_without_train
 
     _fail_training(monkeypatch)
     pytest.importorskip("pyctcdecode")
+    pytest.importorskip("kenlm")
     out = tmp_path / "report"
     code, stdout, err = bench("report", "--config", str(small_config), "--models", "tiny-wav2vec2", "--langs", "es",
-                              "--store", str(store_path), "--decoders", "greedy,beam", "--out", str(out))
+                              "--store", str(store_path), "--decoders", "greedy,beam,beam-lm", "--out", str(out))
     assert code == 0, err
+    assert "protocol finetune+beam-lm" in stdout
     assert "differs from their stored hypotheses" not in err  # the report checks greedy exactness too
     assert "protocol finetune+beam" in stdout and "no cell was trained again" in stdout
     assert "s per hour of test audio" in stdout
     matrix = json.loads((out / "matrix.json").read_text())
     decoders = {c["decoder"] for c in matrix["cells"]}
-    assert decoders == {"greedy", "beam"}
+    assert decoders == {"greedy", "beam", "beam-lm"}
+    lm = [c for c in matrix["cells"] if c["decoder"] == "beam-lm"][0]["decoding"]
+    assert set(lm["weights"]) == {"alpha", "beta"} and lm["grid_points"] == 30 and lm["tune_metric"] == "wer"
     greedy = [c for c in matrix["cells"] if c["decoder"] == "greedy"]
     assert greedy[0]["metrics"] == cell.metrics  # greedy unchanged
     speed = {row["decoder"]: row for row in matrix["decoding"]}

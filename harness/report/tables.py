@@ -474,7 +474,7 @@ def decoding_table(rows: Sequence[Mapping]) -> tuple[list[str], list[list[str]],
     """The report's decoding table: speed per hour of test audio and the weights chosen on dev."""
     head = ["decoder", "cells", "s per hour of test audio", "dev s (tuning)", "grid points", "LM build s",
             "chosen on dev (mean)"]
-    body = [[r["decoder"], str(r["cells"]), f"{r['seconds_per_audio_hour']:.1f}", f"{r['dev_seconds']:.1f}",
+    body = [[r["decoder"], str(r["cells"]), f"{r['seconds_per_audio_hour']:.3g}", f"{r['dev_seconds']:.1f}",
              str(r["grid_points"]), f"{r['build_seconds']:.1f}",
              " ".join(f"{k}={v:.2f}" for k, v in r["weights"].items()) or "-"] for r in rows]
     note = ("Decoding of the stored model outputs (no training): seconds of decoding per hour of test audio "

@@ -108,6 +108,9 @@ def _beam_lm(request: DecoderRequest):
     order, smoothing = options["order"], options["smoothing"]
     if smoothing not in SMOOTHINGS:
         raise BenchError(f"decoders.beam-lm.smoothing={smoothing!r} is not known", f"use one of {', '.join(SMOOTHINGS)}")
+    if not isinstance(order, int) or isinstance(order, bool) or not 2 <= order <= 6:
+        raise BenchError(f"decoders.beam-lm.order={order!r} cannot be used: kenlm reads n-gram models of order 2 to 6",
+                         "set --set decoders.beam-lm.order=3 (or 2..6)")
     if not request.train_text:
         raise BenchError("beam-lm has no training text to build its language model from",
                          "the cell kept no training text: run it again with this bench version")

@@ -47,6 +47,53 @@ def test_float16_outputs_keep_the_greedy_path_even_on_near_ties():
     assert keep_argmax(np.zeros((0, 3), np.float16), np.zeros(0, int)).shape == (0, 3)
 
 
+def test_evaluate_keeps_outputs_whose_greedy_decoding_is_its_hypotheses():
+    """The engine's evaluate() on a model emitting noisy logits with planted near-ties, in padded
+    batches: the kept float16 outputs have one row per valid frame, and decoding them greedily gives
+    exactly the hypotheses evaluate() returned (which keep_log_probs does not change)."""
+    from contextlib import nullcontext
+
+    from harness.engine import Split, evaluate
+    from harness.plan.config import RuntimeSettings
+
+    vocab = Vocabulary(("<blank>", " ", "a", "b", "c", "d", "e"))
+    gen = torch.Generator().manual_seed(1)
+    frames = [int(n) for n in torch.randint(5, 60, (12,), generator=gen)]
+
+    class Features:
+        def __init__(self):
+            self.frames = frames
+            self.table = []
+            for n in frames:
+                x = torch.randn(n, len(vocab), generator=gen) * 2
+                x[::3, 3] = x[::3].max(-1).values - 1e-5  # near-ties float16 cannot tell apart
+                self.table.append(x)
+
+        def batch(self, batch, grad=False):
+            width = max(self.frames[i] for i in batch)
+            out = torch.full((len(batch), width, len(vocab)), 50.0)  # padding: must never be kept
+            for row, i in enumerate(batch):
+                out[row, : self.frames[i]] = self.table[i]
+            return out, torch.tensor([self.frames[i] for i in batch])
+
+    class Model(torch.nn.Module):
+        def head(self, feats, mask):
+            return feats
+
+    split = Split("test", ids=[f"u{i:02d}" for i in range(12)], audio=[np.zeros(n * 320) for n in frames],
+                  refs=["a b"] * 12)
+    runtime = RuntimeSettings(eval_batch_seconds=2.0)  # several padded batches
+    features = Features()
+    kept = evaluate(Model(), features, split, vocab, runtime, nullcontext(), keep_log_probs=True)
+    plain = evaluate(Model(), features, split, vocab, runtime, nullcontext())
+    assert plain.log_probs is None and [h for *_, h in plain.hypotheses] == [h for *_, h in kept.hypotheses]
+    assert any(h for *_, h in kept.hypotheses)
+    for (utt, _, hyp), n in zip(kept.hypotheses, frames):
+        lp = kept.log_probs[utt]
+        assert lp.shape == (n, len(vocab)) and lp.dtype == np.float16
+        assert greedy_decode(lp.argmax(-1).tolist(), vocab) == hyp
+
+
 def test_output_files_are_content_addressed_and_round_trip(tmp_path):
     arrays = {"b": np.arange(12, dtype=np.float16).reshape(3, 4), "a": np.ones((2, 4), np.float16)}
     blob = encode_log_probs(arrays)
@@ -323,6 +370,7 @@ def test_stored_outputs_decode_to_the_stored_hypotheses_and_report_without_train
                               "--store", str(store_path), "--decoders", "greedy,beam,beam-lm", "--out", str(out))
     assert code == 0, err
     assert "protocol finetune+beam-lm" in stdout
+    assert "Statistics (synthetic, protocol finetune+beam-lm" in stdout  # statistics per decoder
     assert "differs from their stored hypotheses" not in err  # the report checks greedy exactness too
     assert "protocol finetune+beam" in stdout and "no cell was trained again" in stdout
     assert "s per hour of test audio" in stdout
@@ -345,6 +393,11 @@ def test_stored_outputs_decode_to_the_stored_hypotheses_and_report_without_train
                               "--langs", "es", "--store", str(store_path), "--decoders", "greedy,beam")
     assert code == 0, err
     assert "0 missing" in stdout and "[finetune+beam]" not in err
+    # bench run --decoders: nothing to compute, the stored cells decoded (from the cache) and shown
+    code, stdout, err = bench("run", "--config", str(small_config), "--models", "tiny-wav2vec2", "--langs", "es",
+                              "--store", str(store_path), "--decoders", "greedy,beam", "--no-progress")
+    assert code == 0, err
+    assert "0 cells computed, 1 already stored" in stdout and "protocol finetune+beam" in stdout
 
 
 @pytest.mark.slow

@@ -36,11 +36,12 @@ def evaluate(model: torch.nn.Module, features: FeatureSource, split: Split, voca
             with amp:
                 logits = model.head(feats, frame_mask(lengths, feats.shape[1]))
             best = logits.argmax(-1).cpu()
+            on_cpu = logits.float().cpu() if kept is not None else None  # one transfer per batch
             for row, i in enumerate(batch):
                 hyps[i] = greedy_decode(best[row, : features.frames[i]].tolist(), vocab)
                 if kept is not None:
                     frames = features.frames[i]
-                    kept[split.ids[i]] = compact_log_probs(logits[row, :frames], best[row, :frames])
+                    kept[split.ids[i]] = compact_log_probs(on_cpu[row, :frames], best[row, :frames])
     scores = {m.name: float(m.compute(split.refs, hyps)) if split.refs else float("nan") for m in metrics}
     return SplitOutput(
         hypotheses=list(zip(split.ids, split.refs, hyps)),

@@ -398,6 +398,14 @@ def test_stored_outputs_decode_to_the_stored_hypotheses_and_report_without_train
                               "--store", str(store_path), "--decoders", "greedy,beam", "--no-progress")
     assert code == 0, err
     assert "0 cells computed, 1 already stored" in stdout and "protocol finetune+beam" in stdout
+    # a store copied without its outputs folder: one error line naming the folder, greedy still reports
+    outputs.root.rename(tmp_path / "elsewhere")
+    code, _, err = bench("report", "--config", str(small_config), "--models", "tiny-wav2vec2", "--langs", "es",
+                         "--store", str(store_path), "--decoders", "greedy,beam", "--out", str(out))
+    assert code == 2 and "error: stored outputs" in err and "are missing" in err and "results.sqlite.outputs" in err
+    code, _, err = bench("report", "--config", str(small_config), "--models", "tiny-wav2vec2", "--langs", "es",
+                         "--store", str(store_path), "--out", str(out))
+    assert code == 0, err
 
 
 @pytest.mark.slow

@@ -419,6 +419,8 @@ class DecoderSpec:
     tune_metric: str = "wer"
     #: cheap availability check (an optional package installed?); raises BenchError
     check: Callable[[], None] | None = None
+    #: validates its options (merged over ``defaults``) before anything is decoded; raises BenchError
+    check_options: Callable[[Mapping[str, Any]], None] | None = None
 
 
 # --------------------------------------------------------------------------- executors

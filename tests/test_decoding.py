@@ -4,6 +4,7 @@ decoding stored cells again without retraining."""
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import json
 import math
 
@@ -319,6 +320,13 @@ def test_bench_list_decoders_and_unknown_decoder(bench, small_config):
     code, _, err = bench("run", "--config", str(small_config), "--decoders", "beam-lm", "--dry-run",
                          "--set", "decoders.beam-lm.alhpa=1")
     assert code == 2 and "no option 'alhpa'" in err and "alpha" in err
+    code, _, err = bench("run", "--config", str(small_config), "--decoders", "beam", "--dry-run",
+                         "--set", "decoders.beam-lmm.order=2")
+    assert code == 2 and "[decoders.beam-lmm] names no registered decoder" in err and "beam-lm" in err
+    if importlib.util.find_spec("kenlm") and importlib.util.find_spec("pyctcdecode"):
+        code, _, err = bench("report", "--config", str(small_config), "--decoders", "beam-lm",
+                             "--set", "decoders.beam-lm.smoothing=good-turing")
+        assert code == 2 and "smoothing='good-turing' is not known" in err and "kneser-ney" in err
 
 
 # ----------------------------------------------------------------------------- stored cells decoded again

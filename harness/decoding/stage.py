@@ -67,6 +67,10 @@ def resolve_decoders(names: Sequence[str], registry, configured: Mapping[str, Ma
     """The requested decoders with their options, checked (unknown option names, availability)."""
     from harness.errors import did_you_mean
 
+    for section in configured:
+        if section not in registry.decoders:
+            raise BenchError(f"[decoders.{section}] names no registered decoder.{did_you_mean(section, registry.decoders)}",
+                             f"known decoders: {', '.join(sorted(registry.decoders))} (bench list --decoders)")
     out = []
     for name in names:
         spec = registry.decoder(name).spec
@@ -79,6 +83,8 @@ def resolve_decoders(names: Sequence[str], registry, configured: Mapping[str, Ma
             spec.check()
         options = {**spec.defaults, **given}
         grid(options, spec.tuned)  # a malformed grid fails before anything is decoded
+        if spec.check_options is not None:
+            spec.check_options(options)
         out.append(Decoder(spec, options))
     return out
 

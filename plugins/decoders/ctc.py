@@ -101,16 +101,28 @@ def language_model(text: Sequence[str], order: int, smoothing: str, cache_dir: P
     return path
 
 
-def _beam_lm(request: DecoderRequest):
-    _check_kenlm()
-    _quiet()
-    options = request.options
+def _check_beam_options(options: Mapping) -> None:
+    width = options["beam_width"]
+    if not isinstance(width, int) or isinstance(width, bool) or width < 1:
+        raise BenchError(f"decoders.*.beam_width={width!r} is not a positive integer", "e.g. --set decoders.beam.beam_width=32")
+
+
+def _check_lm_options(options: Mapping) -> None:
+    _check_beam_options(options)
     order, smoothing = options["order"], options["smoothing"]
     if smoothing not in SMOOTHINGS:
         raise BenchError(f"decoders.beam-lm.smoothing={smoothing!r} is not known", f"use one of {', '.join(SMOOTHINGS)}")
     if not isinstance(order, int) or isinstance(order, bool) or not 2 <= order <= 6:
         raise BenchError(f"decoders.beam-lm.order={order!r} cannot be used: kenlm reads n-gram models of order 2 to 6",
                          "set --set decoders.beam-lm.order=3 (or 2..6)")
+
+
+def _beam_lm(request: DecoderRequest):
+    _check_kenlm()
+    _quiet()
+    options = request.options
+    _check_lm_options(options)
+    order, smoothing = options["order"], options["smoothing"]
     if not request.train_text:
         raise BenchError("beam-lm has no training text to build its language model from",
                          "the cell kept no training text: run it again with this bench version")
@@ -134,9 +146,10 @@ def bench_register_decoders(register) -> None:
                     "default; the hypotheses cells store)"))
     register(DecoderSpec(
         name="beam", build=_beam, version="1", defaults=dict(BEAM_DEFAULTS), check=_check_pyctcdecode,
+        check_options=_check_beam_options,
         description="CTC prefix beam search without a language model (pyctcdecode)"))
     register(DecoderSpec(
-        name="beam-lm", build=_beam_lm, version="1", check=_check_kenlm,
+        name="beam-lm", build=_beam_lm, version="1", check=_check_kenlm, check_options=_check_lm_options,
         defaults={**BEAM_DEFAULTS, "order": 3, "smoothing": "kneser-ney", "unk_score_offset": -10.0,
                   "alpha": [0.0, 0.25, 0.5, 1.0, 1.5, 2.0], "beta": [0.0, 0.5, 1.0, 2.0, 3.0]},
         tuned=("alpha", "beta"), tune_metric="wer",

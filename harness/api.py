@@ -305,6 +305,12 @@ class SplitOutput:
     """scores the protocol computed itself (``ProtocolRequest.metrics``); the core scores the hypotheses with
     the run's metrics whatever is here
     """
+    log_probs: dict[str, np.ndarray] | None = None
+    """the model's CTC outputs: utterance id -> ``(frames, vocab)`` float16 log-probabilities whose per-frame
+    arg-max gives the hypothesis (see :mod:`harness.engine.logprobs`); the harness stores them beside the
+    results so that other decoders can run later without retraining. None: the protocol did not keep them
+    (the cell is then decoded greedily only)
+    """
 
     @property
     def utterances(self) -> int:
@@ -378,6 +384,53 @@ class MetricSpec:
     version: str = "0"
     description: str = ""
     lower_is_better: bool = True
+
+
+# --------------------------------------------------------------------------- decoders
+@dataclass(frozen=True)
+class DecoderRequest:
+    """What a decoder's ``build`` gets for one cell."""
+
+    #: the cell's output symbols, index 0 the CTC blank, ``" "`` the word separator
+    vocabulary: tuple[str, ...]
+    language: str
+    #: the cell's normalised training transcripts (never dev or test): what a language model
+    #: may be built from
+    train_text: Sequence[str]
+    #: the decoder's options (``[decoders.NAME]`` merged over its ``defaults``), tuned ones
+    #: included as grids
+    options: Mapping[str, Any]
+    #: a folder for what it builds and reuses (language models), shared between runs
+    cache_dir: Path
+
+
+#: ``decode(log_probs, weights)``: one hypothesis per utterance from its ``(frames, vocab)``
+#: float16 log-probabilities, with the tuned ``weights`` (one value of each tuned option)
+DecodeFunction = Callable[[Sequence[np.ndarray], Mapping[str, float]], list[str]]
+
+
+@dataclass(frozen=True)
+class DecoderSpec:
+    """How a cell's stored CTC outputs become text: greedy, beam search, beam search with a
+    language model. A decoder runs on stored outputs, so it is a report dimension, never part of
+    a cell's key (``bench report --decoders greedy,beam-lm``)."""
+
+    name: str
+    #: prepares decoding for one cell (builds its language model, say); returns the function
+    #: that decodes a list of utterances
+    build: Callable[[DecoderRequest], DecodeFunction]
+    version: str = "0"
+    description: str = ""
+    #: the options it understands and their defaults (``[decoders.NAME]``; typos are refused)
+    defaults: Mapping[str, Any] = field(default_factory=dict)
+    #: options tuned on dev: each is a number or a list of numbers (the grid); bench decodes dev
+    #: with every combination, keeps the best by ``tune_metric`` and decodes test once with it
+    tuned: tuple[str, ...] = ()
+    tune_metric: str = "wer"
+    #: cheap availability check (an optional package installed?); raises BenchError
+    check: Callable[[], None] | None = None
+    #: validates its options (merged over ``defaults``) before anything is decoded; raises BenchError
+    check_options: Callable[[Mapping[str, Any]], None] | None = None
 
 
 # --------------------------------------------------------------------------- executors

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import pluggy
 
-from harness.registers import DatasetRegister, ExecutorRegister, MetricRegister, ModelRegister, ProtocolRegister
+from harness.registers import (DatasetRegister, DecoderRegister, ExecutorRegister, MetricRegister, ModelRegister,
+                               ProtocolRegister)
 
 PROJECT = "bench"
 hookspec = pluggy.HookspecMarker(PROJECT)
@@ -79,4 +80,14 @@ def bench_register_protocols(register: ProtocolRegister) -> None:
         register: call ``register(ProtocolSpec(name, run, version, defaults, check, accepts))``;
             ``run(ProtocolRequest) -> CellOutcome`` is usually a short composition of
             :mod:`harness.engine` (see docs/engine.md).
+    """
+
+
+@hookspec
+def bench_register_decoders(register: DecoderRegister) -> None:
+    """Register decoders: how stored CTC outputs become text (``greedy``, ``beam``, ``beam-lm``, ...).
+
+    Args:
+        register: call ``register(DecoderSpec(name, build, version, defaults, tuned, ...))``;
+            ``build(DecoderRequest)`` returns ``decode(log_probs, weights) -> list[str]`` (see docs/decoding.md).
     """

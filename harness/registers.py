@@ -11,10 +11,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
-from harness.api import DatasetSpec, ExecutorSpec, MetricSpec, ModelGroup, ModelScheme, ModelSpec, ProtocolSpec
+from harness.api import (DatasetSpec, DecoderSpec, ExecutorSpec, MetricSpec, ModelGroup, ModelScheme, ModelSpec,
+                         ProtocolSpec)
 from harness.errors import BenchError
 
-T = TypeVar("T", ModelSpec, DatasetSpec, MetricSpec, ExecutorSpec, ProtocolSpec)
+T = TypeVar("T", ModelSpec, DatasetSpec, MetricSpec, ExecutorSpec, ProtocolSpec, DecoderSpec)
 
 
 @dataclass(frozen=True)
@@ -110,3 +111,8 @@ class ExecutorRegister(Register[ExecutorSpec]):
 class ProtocolRegister(Register[ProtocolSpec]):
     def __init__(self, table: dict, origin: Origin, conflicts: dict | None = None) -> None:
         super().__init__("protocol", table, origin, conflicts)
+
+
+class DecoderRegister(Register[DecoderSpec]):
+    def __init__(self, table: dict, origin: Origin, conflicts: dict | None = None) -> None:
+        super().__init__("decoder", table, origin, conflicts)

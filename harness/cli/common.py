@@ -10,6 +10,8 @@ import sys
 from collections.abc import Sequence
 
 
+from tabulate import tabulate
+
 from harness.errors import BenchError
 from harness.plan.config import RunConfig, load_config, parse_set
 from harness.plugins import process_registry
@@ -26,6 +28,8 @@ def selection_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seeds", help="number of seeds (0..N-1)")
     parser.add_argument("--protocols", help="comma-separated evaluation protocols (finetune, superb, ...), or 'all'")
     parser.add_argument("--metrics", help="comma-separated metric names (run.metrics), e.g. cer,wer")
+    parser.add_argument("--decoders", help="comma-separated decoders of the stored outputs (run.decoders; bench list "
+                        "--decoders), e.g. greedy,beam-lm: decoded again without retraining")
     parser.add_argument("--store", help="results store (SQLite file)")
     parser.add_argument("--set", dest="assignments", action="append", default=[], metavar="SECTION.KEY=VALUE",
                         help="override any bench.toml setting, e.g. --set train.steps=100 (repeatable)")
@@ -34,7 +38,7 @@ def selection_flags(parser: argparse.ArgumentParser) -> None:
 def config_from_args(args: argparse.Namespace) -> RunConfig:
     overrides = parse_set(args.assignments)
     run = overrides.setdefault("run", {})
-    for flag in ("models", "datasets", "langs", "seeds", "metrics", "protocols", "store", "executor"):
+    for flag in ("models", "datasets", "langs", "seeds", "metrics", "protocols", "store", "executor", "decoders"):
         value = getattr(args, flag, None)
         if value is not None:
             run[flag] = value
@@ -152,4 +156,44 @@ def data_label(data_json: str) -> str:
     data = json.loads(data_json)
     label = data.get("release") or data.get("version") if isinstance(data, dict) else None
     return f"release {label}" if label else "identity " + hashlib.sha256(data_json.encode()).hexdigest()[:12]
+
+
+def other_decoders(config: RunConfig) -> bool:
+    """Whether the configuration asks for decoders besides greedy."""
+    return tuple(config.decoders) != ("greedy",)
+
+
+def decoders_of(config: RunConfig):
+    """The configured decoders, checked before anything is decoded (or computed)."""
+    from harness.decoding.stage import resolve_decoders
+
+    return resolve_decoders(config.decoders, process_registry(), config.decoder_options)
+
+
+def decoded(config: RunConfig, store, cells):
+    """The cells under every configured decoder (decoded from their stored outputs, no
+    training), and the test hypotheses of each view."""
+    from harness.decoding.stage import decode_views
+
+    registry = process_registry()
+    decoders = decoders_of(config)
+    specs = [registry.metric(name).spec for name in config.metrics]
+    tune = {d.spec.tune_metric: registry.metric(d.spec.tune_metric).spec for d in decoders
+            if d.spec.tuned and d.spec.tune_metric in registry.metrics}
+    views = decode_views(cells, store, decoders, specs, config.cache_dir, tune,
+                         log=lambda line: print(line, file=sys.stderr, flush=True))
+    for note in views.notes:
+        print(f"note: {note}", file=sys.stderr)
+    return views.cells, views.hypotheses
+
+
+def print_decoding(cells) -> None:
+    """Per decoder: its speed per hour of test audio and the weights chosen on dev."""
+    from harness.decoding.stage import speed_rows
+    from harness.report.tables import decoding_table
+
+    rows = speed_rows(cells)
+    if rows:
+        head, body, _ = decoding_table(rows)
+        print(tabulate(body, headers=head, disable_numparse=True))
 

@@ -7,7 +7,7 @@ import sys
 
 from tabulate import tabulate
 
-from harness.cli.common import (config_from_args, selection_flags, stored_cells)
+from harness.cli.common import config_from_args, decoded, existing_store, other_decoders, selection_flags, stored_cells
 from harness.errors import BenchError
 from harness.plugins import process_registry
 
@@ -36,7 +36,11 @@ def run(args: argparse.Namespace) -> int:
     if args.current:
         current = load_results(args.current)
     else:  # the summary of the stored cells, without writing a report
-        cells, _ = stored_cells(config_from_args(args))
+        config = config_from_args(args)
+        cells, _ = stored_cells(config)
+        if other_decoders(config):
+            with existing_store(config) as store:
+                cells, _ = decoded(config, store, cells)
         current = results_from_summary(summary_frame(cells_frame(cells)).to_dict(orient="records"))
     if args.metrics is not None:  # --metrics: compare only these
         wanted = {m.strip() for m in args.metrics.split(",") if m.strip()}

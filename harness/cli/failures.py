@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 
-from harness.cli.common import (config_from_args, existing_store, selection_flags)
+from harness.cli.common import config_from_args, existing_store, selection_flags
 from harness.plugins import process_registry
 
 

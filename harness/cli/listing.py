@@ -16,6 +16,7 @@ def add_parser(sub) -> None:
     lst.add_argument("--metrics", action="store_true")
     lst.add_argument("--executors", action="store_true")
     lst.add_argument("--protocols", action="store_true", help="evaluation protocols and their options")
+    lst.add_argument("--decoders", action="store_true", help="decoders of the stored outputs and their options")
     lst.add_argument("--languages", action="store_true",
                      help="the study's languages: family, script, case, spaces, and which datasets have them")
     lst.set_defaults(func=run)
@@ -24,7 +25,7 @@ def add_parser(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     registry = process_registry()
     show_all = not (args.models or args.datasets or args.metrics or args.languages or args.executors
-                    or args.protocols)
+                    or args.protocols or args.decoders)
     if show_all or args.models:
         rows = [[name, reg.spec.description, _meta(reg.spec.metadata), str(reg.origin)]
                 for name, reg in sorted(registry.models.items())]
@@ -48,6 +49,13 @@ def run(args: argparse.Namespace) -> int:
                  str(reg.origin)] for name, reg in sorted(registry.protocols.items())]
         print(tabulate(rows, headers=["protocol", "description", "options (defaults)", "from"], maxcolwidths=[None, 60, 40, None]),
               end="\n\n")
+    if show_all or args.decoders:
+        rows = [[name, reg.spec.description,
+                 " ".join(f"{k}={v}" for k, v in reg.spec.defaults.items()) or "-",
+                 " ".join(reg.spec.tuned) + (f" (on dev, by {reg.spec.tune_metric})" if reg.spec.tuned else "") or "-",
+                 str(reg.origin)] for name, reg in sorted(registry.decoders.items())]
+        print(tabulate(rows, headers=["decoder", "description", "options (defaults)", "tuned", "from"],
+                       maxcolwidths=[None, 50, 40, 20, None]), end="\n\n")
     if show_all or args.metrics:
         rows = [[name, reg.spec.description, "lower" if reg.spec.lower_is_better else "higher", str(reg.origin)]
                 for name, reg in sorted(registry.metrics.items())]

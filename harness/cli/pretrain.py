@@ -8,7 +8,7 @@ import sys
 
 from tabulate import tabulate
 
-from harness.cli.common import (config_from_args, selection_flags)
+from harness.cli.common import config_from_args, selection_flags
 from harness.plugins import process_registry
 
 

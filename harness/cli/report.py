@@ -7,7 +7,8 @@ import json
 from pathlib import Path
 
 
-from harness.cli.common import (config_from_args, metric_directions, existing_store, print_matrix, selection_flags, stored_cells)
+from harness.cli.common import (config_from_args, decoded, decoders_of, existing_store, metric_directions,
+                                other_decoders, print_decoding, print_matrix, selection_flags, stored_cells)
 from harness.plugins import process_registry
 
 
@@ -23,10 +24,15 @@ def run(args: argparse.Namespace) -> int:
     from harness.report.tables import write_reports
 
     config = config_from_args(args)
+    if other_decoders(config):
+        decoders_of(config)  # unknown decoders, options and missing packages: before reading any cell
     cells, planned = stored_cells(config)
     out = config.report_dir if args.out is None else Path(args.out)
     with existing_store(config) as store:  # test hypotheses: sample transcripts, bootstrap intervals
-        hypotheses = {c.key: store.hypotheses(c.key, "test") for c in cells}
+        if other_decoders(config):
+            cells, hypotheses = decoded(config, store, cells)
+        else:
+            hypotheses = {c.key: store.hypotheses(c.key, "test") for c in cells}
     paths = write_reports(cells, out, config.metrics, Path(args.json) if args.json else None,
                           metric_directions(process_registry()), hypotheses)
     print_matrix(config, cells)
@@ -39,8 +45,12 @@ def run(args: argparse.Namespace) -> int:
         print(statistics["correction"])
     for why in statistics.get("uninformative_metrics", {}).values():
         print(f"Note: {why}")
-    missing = planned - len(cells)
-    print(f"\n{len(cells)} of {planned} cells have results" + (f" ({missing} not run yet)" if missing else ""))
+    stored = len({c.key for c in cells if c.decoder == "greedy"})
+    missing = planned - stored
+    if other_decoders(config):
+        print(f"\ndecoders: {', '.join(config.decoders)} (decoded from stored outputs; no cell was trained again)")
+        print_decoding(cells)
+    print(f"\n{stored} of {planned} cells have results" + (f" ({missing} not run yet)" if missing else ""))
     print("wrote " + ", ".join(str(p) for p in paths.values()))
     return 0
 

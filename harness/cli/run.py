@@ -7,7 +7,8 @@ import sys
 
 from tabulate import tabulate
 
-from harness.cli.common import (config_from_args, print_matrix, scored, selection_flags)
+from harness.cli.common import (config_from_args, decoded, decoders_of, other_decoders, print_matrix, scored,
+                                selection_flags)
 from harness.errors import BenchError
 from harness.plan.config import runtime_fingerprint
 from harness.plugins import process_registry
@@ -35,6 +36,8 @@ def run(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     registry = process_registry()
     plan = plan_run(config, registry)
+    if other_decoders(config):
+        decoders_of(config)  # an unknown decoder or a missing package stops the run before any cell
     if args.dry_run:  # creates nothing: no store, no cache
         done: set[str] = set()
         failed: set[str] = set()
@@ -104,7 +107,10 @@ def run(args: argparse.Namespace) -> int:
         if summary.left_to_others:
             print(f"{summary.left_to_others} cells were being computed by another run on this store; "
                   "run again after it finishes to see them here.")
-        print_matrix(config, scored(config, store, [c.key for c in plan.cells]))
+        cells = scored(config, store, [c.key for c in plan.cells])
+        if other_decoders(config):
+            cells, _ = decoded(config, store, cells)
+        print_matrix(config, cells)
         done = store.done_keys(c.key for c in plan.cells)
         failed = store.failures(c.key for c in plan.cells if c.key not in done)
         if failed:

@@ -10,7 +10,8 @@ A protocol (``ProtocolSpec.run(request) -> CellOutcome``) is a short sequence of
   output) and :class:`HiddenStateFeatures` (every layer of a frozen upstream), cached under one
   budget (:data:`FEATURE_CACHE_BUDGET`, :func:`decide_cache`);
 - :func:`fit` (returns a :class:`FitResult`; a :class:`Checkpointer` saves its
-  :class:`TrainingState`) and :func:`evaluate` (greedy CTC decoding into a ``SplitOutput``);
+  :class:`TrainingState`) and :func:`evaluate` (greedy CTC decoding into a ``SplitOutput``,
+  keeping the float16 log-probabilities other decoders read later: :func:`compact_log_probs`);
 - one-call cells: :func:`fine_tune` (the study's; :func:`fine_tune_and_evaluate` takes its parts) and :func:`train_head_on_frozen_features`
   (a frozen upstream, a trainable head on its features: SUPERB, linear probes).
 
@@ -22,6 +23,7 @@ from harness.engine.evaluate import evaluate
 from harness.engine.features import (FEATURE_CACHE_BUDGET, CachedFeatures, EncoderFeatures, FeatureSource,
                                      HiddenStateFeatures, decide_cache)
 from harness.engine.finetune import fine_tune, fine_tune_and_evaluate
+from harness.engine.logprobs import compact_log_probs
 from harness.engine.fit import (LOSS_WINDOW, Checkpointer, FitResult, TrainingState, UpdateLog, fit,
                                 use_fused_optimizer)
 from harness.engine.setup import CellSetup, FeatureShape, check_frame_lengths, train_head_on_frozen_features
@@ -33,7 +35,7 @@ __all__ = [
     "FEATURE_CACHE_BUDGET", "LOSS_WINDOW", "CachedFeatures", "CellSetup", "Checkpointer", "EncoderFeatures",
     "FeatureShape", "FeatureSource", "FitResult", "HiddenStateFeatures", "RuntimeSettings", "Split",
     "TrainSettings", "TrainingState", "UpdateLog", "Vocabulary", "autocast", "build_vocabulary",
-    "check_frame_lengths", "decide_cache", "drop_unalignable", "encode_splits", "evaluate", "fine_tune", "fine_tune_and_evaluate", "fit",
+    "check_frame_lengths", "compact_log_probs", "decide_cache", "drop_unalignable", "encode_splits", "evaluate", "fine_tune", "fine_tune_and_evaluate", "fit",
     "greedy_decode", "normalize", "prepare_audio", "prepare_splits", "resolve_device", "resolve_precision",
     "seed_everything", "train_head_on_frozen_features", "use_fused_optimizer",
 ]

@@ -228,16 +228,20 @@ class CellSetup:
         return result
 
     def evaluate(self, model: torch.nn.Module, features_of: Callable[[Split], FeatureSource],
-                 splits: Sequence[str] = ("dev", "test"), metrics: Sequence[MetricSpec] = ()) -> dict[str, SplitOutput]:
+                 splits: Sequence[str] = ("dev", "test"), metrics: Sequence[MetricSpec] = (),
+                 keep_log_probs: bool = True) -> dict[str, SplitOutput]:
         """Decode each of ``splits`` greedily (model in eval mode; ``features_of(split)`` gives its
-        feature source), timing each (``eval_seconds``)."""
+        feature source), timing each (``eval_seconds``). ``keep_log_probs`` (default True) keeps
+        the CTC outputs in ``SplitOutput.log_probs``, which the harness stores so that other
+        decoders (beam search, a language model) can run later without retraining."""
         results: dict[str, SplitOutput] = {}
         seconds = self.facts.setdefault("eval_seconds", {})
         for name in splits:
             start = time.perf_counter()
             model.eval()
             split = self.splits[name]
-            results[name] = evaluate(model, features_of(split), split, self.vocab, self.runtime, self.amp, metrics)
+            results[name] = evaluate(model, features_of(split), split, self.vocab, self.runtime, self.amp, metrics,
+                                     keep_log_probs=keep_log_probs)
             seconds[name] = time.perf_counter() - start
         if self.device.type == "cuda":
             self.facts["peak_memory_mib_eval"] = torch.cuda.max_memory_allocated(self.device) / 2**20

@@ -140,6 +140,11 @@ class RunConfig:
     #: which executor plugin computes the cells, and the options of each (``[executors.NAME]``)
     executor: str = "local"
     executor_options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    #: how the stored CTC outputs are decoded (decoder plugins): a report dimension, never part of
+    #: a cell's key (``bench report --decoders greedy,beam-lm`` decodes stored outputs again)
+    decoders: tuple[str, ...] = ("greedy",)
+    #: each decoder's options (``[decoders.NAME]``, over its defaults)
+    decoder_options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     #: where the configuration came from (for messages and the record)
     source: str = "(defaults)"
 
@@ -181,9 +186,9 @@ def check_sections(config: RunConfig, registry: Any, selected_models: Sequence[s
 
 
 _RUN_KEYS = {"models", "datasets", "langs", "seeds", "metrics", "protocols", "store", "cache_dir", "report_dir",
-             "executor"}
+             "executor", "decoders"}
 _RUNTIME_KEYS = {f.name for f in dataclasses.fields(RuntimeSettings)}
-_TOP_SECTIONS = {"run", "train", "datasets", "models", "executors", "protocols", "presets"}
+_TOP_SECTIONS = {"run", "train", "datasets", "models", "executors", "protocols", "decoders", "presets"}
 
 
 def _coerce(where: str, value: Any, annotation: Any) -> Any:
@@ -378,7 +383,7 @@ def _build(data: dict, preset: str, base_dir: Path, source: str) -> RunConfig:
 
     defaults = RunConfig()
     sections = {}
-    for name in ("datasets", "models", "executors", "protocols"):
+    for name in ("datasets", "models", "executors", "protocols", "decoders"):
         table = data.get(name, {})
         if not isinstance(table, Mapping) or not all(isinstance(v, Mapping) for v in table.values()):
             raise BenchError(f"[{name}] must hold tables such as [{name}.NAME]", f"see docs/configuration.md (Sections: [{name}.NAME])")
@@ -401,5 +406,7 @@ def _build(data: dict, preset: str, base_dir: Path, source: str) -> RunConfig:
         protocol_options=sections["protocols"],
         executor=_coerce("run.executor", run["executor"], str) if "executor" in run else defaults.executor,
         executor_options=sections["executors"],
+        decoders=_names("run.decoders", run["decoders"]) if "decoders" in run else defaults.decoders,
+        decoder_options=sections["decoders"],
         source=source,
     )

@@ -470,6 +470,20 @@ def _caption(m: Matrix) -> str:
             f"{m.metric.upper()} (better); {BLANK_MARK} marks blank output.")
 
 
+def decoding_table(rows: Sequence[Mapping]) -> tuple[list[str], list[list[str]], str]:
+    """The report's decoding table: speed per hour of test audio and the weights chosen on dev."""
+    head = ["decoder", "cells", "s per hour of test audio", "dev s (tuning)", "grid points", "LM build s",
+            "chosen on dev (mean)"]
+    body = [[r["decoder"], str(r["cells"]), f"{r['seconds_per_audio_hour']:.3g}", f"{r['dev_seconds']:.1f}",
+             str(r["grid_points"]), f"{r['build_seconds']:.1f}",
+             " ".join(f"{k}={v:.2f}" for k, v in r["weights"].items()) or "-"] for r in rows]
+    note = ("Decoding of the stored model outputs (no training): seconds of decoding per hour of test audio "
+            "(test decoded once, with the weights chosen on dev), seconds spent on dev trying every grid point, "
+            "and the weights chosen on dev, averaged over cells. Greedy decoding here is of the stored outputs "
+            "(the model's forward pass is in eval_s above).")
+    return head, body, note
+
+
 def write_reports(cells: Sequence[StoredCell], out_dir: Path, metrics: Sequence[str],
                   json_copy: Path | None = None, lower_is_better: Mapping[str, bool] | None = None,
                   hypotheses: Mapping[str, Sequence[tuple[str, str, str]]] | None = None) -> dict[str, Path]:
@@ -493,9 +507,15 @@ def write_reports(cells: Sequence[StoredCell], out_dir: Path, metrics: Sequence[
     # metrics that carry no information here: said so, and their tables come after the others
     silent = {m: why for m in metrics if (why := uninformative(frame, m, direction[m])) is not None}
     shown_metrics = [m for m in metrics if m not in silent] + [m for m in metrics if m in silent]
-    data = data_frame(cells)
-    facts = facts_.header(cells)
-    cost = facts_.cost_rows(cells)
+    # what ran, what it trained on and what training cost: each cell once (a decoder's view of a
+    # cell, harness.decoding.stage, trained nothing); decoding has its own table
+    trained = [c for c in cells if c.decoder == "greedy"]
+    data = data_frame(trained)
+    facts = facts_.header(trained)
+    cost = facts_.cost_rows(trained)
+    from harness.decoding.stage import speed_rows
+
+    decoding = speed_rows(cells)
     per_model_cost, total_cost = facts_.cost_summary(cost)
     shown = facts_.samples(cells, hypotheses)
     cell_ci, group_ci = facts_.intervals(cells, hypotheses)
@@ -511,7 +531,9 @@ def write_reports(cells: Sequence[StoredCell], out_dir: Path, metrics: Sequence[
         "metrics": {m: {"lower_is_better": direction[m]} for m in metrics},
         "cells": [
             {"key": c.key, "protocol": c.protocol, "model": c.model, "dataset": c.dataset, "language": c.language,
-             "seed": c.seed, "metrics": c.metrics, "metric_versions": dict(c.record.metric_versions),
+             "seed": c.seed, "decoder": c.decoder,
+             "decoding": c.record.decoding.to_json() if c.record.decoding is not None else None,
+             "metrics": c.metrics, "metric_versions": dict(c.record.metric_versions),
              "blank_output": is_blank(c.record), "outputs": dict(c.record.outputs),
              "cer_test_interval": cell_ci[c.key].as_dict() if c.key in cell_ci else None,
              "layer_weights": c.record.train.to_json().get("layer_weights"),
@@ -528,6 +550,7 @@ def write_reports(cells: Sequence[StoredCell], out_dir: Path, metrics: Sequence[
             for (p, m, d, lang), interval in sorted(group_ci.items())
         ],
         "cost": {"cells": cost, "models": per_model_cost, "total": total_cost},
+        "decoding": decoding,
         "samples": shown,
         "data": data.to_dict(orient="records"),
         "findings": {d: [f.as_dict() for f in items] for d, items in found.items()},
@@ -595,14 +618,14 @@ def write_reports(cells: Sequence[StoredCell], out_dir: Path, metrics: Sequence[
                                                       for r, model, mean, blank in ranked)]
                                         for c, ranked in rankings(m).items()], headers=["language", "ranking"],
                                        tablefmt="github") + "\n")
-    weights_png = layer_weights_figure(cells, out_dir / "layer_weights.png")
+    weights_png = layer_weights_figure(trained, out_dir / "layer_weights.png")
     if weights_png is not None:
         paths["layer_weights"] = weights_png
         blocks.append(("Layer weights learned by the superb protocol", page_.figure_html(
             weights_png, "layer weights", "Per model, one column per language: the softmax weight the downstream "
                                           "gave each upstream layer (bottom: transformer input); brighter = more.")))
         md += ["## Layer weights (superb)\n", "![layer weights](layer_weights.png)\n"]
-    curves_png = facts_.loss_figure(cells, out_dir / "loss_curves.png")
+    curves_png = facts_.loss_figure(trained, out_dir / "loss_curves.png")
     if curves_png is not None:
         paths["loss_curves"] = curves_png
         caption = ("One panel per model (row) and language (column), one line per seed: the training loss falling "
@@ -628,6 +651,10 @@ def write_reports(cells: Sequence[StoredCell], out_dir: Path, metrics: Sequence[
                    + page_.html_table(model_head, model_rows)
                    + f"<details><summary>per cell ({len(cell_rows)} cells)</summary>"
                    + page_.html_table(cell_head, cell_rows) + "</details>"))
+    if decoding:
+        head, rows, note = decoding_table(decoding)
+        md += ["### Decoding\n", note + "\n", page_.md_table(head, rows) + "\n"]
+        blocks.append(("Cost of decoding", f"<p class='caption'>{html_escape(note)}</p>" + page_.html_table(head, rows)))
     if not data.empty:
         title = "Data: languages and what the cells trained and tested on (mean over cells)"
         exhausted = (data["train_exhausted"] != "no").any()

@@ -26,7 +26,8 @@ from harness.plan.planner import PlannedCell, checkpoint_path, data_request, mod
 from harness.plugins import Registry, process_registry
 from harness.run.progress import Progress
 from harness.run.provenance import git_revision, machine, package_versions
-from harness.store.record import CellRecord, SplitFacts, TrainFacts
+from harness.store.outputs import Blob, encode_log_probs, encode_text
+from harness.store.record import CellRecord, SplitFacts, StoredFile, TrainFacts
 from harness.engine.scoring import score_splits
 
 
@@ -50,6 +51,9 @@ class CellResult:
     record: CellRecord
     hypotheses: dict[str, list[tuple[str, str, str]]]
     duration_s: float
+    #: files for the outputs folder beside the store (log-probabilities, training text), which
+    #: the record names: written before the record is stored
+    blobs: tuple[Blob, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -233,12 +237,37 @@ def _compute(task: CellTask, progress: Progress | None, start: float, registry: 
     scores, versions, outputs = score_splits(metrics, hypotheses)
     record = dataclasses.replace(build_record(planned, outcome, data, config), metric_versions=versions,
                                  outputs=outputs)
+    record, blobs = _kept_outputs(record, outcome, data, task.cell.language)
     if retries:
         record = dataclasses.replace(record, oom_retries=retries, effective_batching={
             "batch_seconds": train.batch_seconds, "grad_accum": train.grad_accum,
             "eval_batch_seconds": runtime.eval_batch_seconds})
     return CellResult(task.key, task.cell, metrics=scores, record=record, hypotheses=hypotheses,
-                      duration_s=time.perf_counter() - start)
+                      duration_s=time.perf_counter() - start, blobs=blobs)
+
+
+def _kept_outputs(record: CellRecord, outcome: CellOutcome, data: DatasetSplits,
+                  language: str) -> tuple[CellRecord, tuple[Blob, ...]]:
+    """The files a cell keeps beside the store (its splits' log-probabilities, when the protocol
+    kept them, and its normalised training text), and its record naming them."""
+    from harness.engine.text import normalize
+
+    blobs: list[Blob] = []
+    files: dict[str, StoredFile] = {}
+    for name, split in outcome.splits.items():
+        if split.log_probs is None:
+            continue
+        blob = encode_log_probs(split.log_probs)
+        blobs.append(blob)
+        files[name] = StoredFile(blob.sha256, len(blob.content), blob.suffix, len(split.log_probs),
+                                 sum(int(a.shape[0]) for a in split.log_probs.values()))
+    if not files:
+        return record, ()
+    text = encode_text([normalize(u.text, language) for u in data.train])
+    blobs.append(text)
+    return (dataclasses.replace(record, log_probs=files,
+                                train_text=StoredFile(text.sha256, len(text.content), text.suffix, len(data.train))),
+            tuple(blobs))
 
 
 def _free_memory() -> None:

@@ -13,6 +13,7 @@ import traceback
 from dataclasses import dataclass
 
 from harness.run.cell import CellFailure, CellResult, CellTask
+from harness.store.outputs import OutputStore
 from harness.plan.config import RunConfig, runtime_fingerprint
 from harness.engine.device import resolve_device, resolve_precision
 from harness.errors import BenchError, MissingInput
@@ -178,7 +179,11 @@ def execute(plan: Plan, config: RunConfig, store: ResultStore, progress: Progres
     def on_result(result: CellResult | CellFailure) -> None:
         c = result.cell
         if isinstance(result, CellResult):
-            try:  # one transaction: stored whole or not at all
+            try:  # one transaction: stored whole or not at all (its output files first)
+                if result.blobs:
+                    outputs = OutputStore.beside(store.path)
+                    for blob in result.blobs:
+                        outputs.put(blob)
                 store.put(result.key, model=c.model, dataset=c.dataset, language=c.language, seed=c.seed,
                           metrics=result.metrics, record=result.record, hypotheses=result.hypotheses,
                           duration_s=result.duration_s)

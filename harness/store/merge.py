@@ -8,7 +8,8 @@ stores disagree is a *conflict*: it is reported and neither version is written (
 keeps what it held), because choosing one would hide that the same computation gave two answers
 (``keep_first`` writes the first listed store's version, still reporting the conflict).
 Failures are kept for the keys no store has a result for (the latest record of each), and
-dropped where a result exists. Claims (runs in progress) are not copied.
+dropped where a result exists. Claims (runs in progress) are not copied. A copied cell's stored
+outputs (``<store>.outputs/``, what decoders other than greedy read) are copied beside the target.
 """
 
 from __future__ import annotations
@@ -18,7 +19,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.errors import BenchError
+from harness.store.outputs import Blob, OutputStore
 from harness.store.results import Failure, ResultStore, StoredCell
+
+
+def _copy_outputs(source: Path, into: Path, cell: StoredCell) -> None:
+    """The cell's stored outputs (log-probabilities, training text) copied beside the target store;
+    files missing at the source are left out (decoders other than greedy then say so)."""
+    files = [*cell.record.log_probs.values(), *([cell.record.train_text] if cell.record.train_text else [])]
+    src, dst = OutputStore.beside(source), OutputStore.beside(into)
+    for f in files:
+        if src.path(f.sha256, f.suffix).exists() and not dst.path(f.sha256, f.suffix).exists():
+            dst.put(Blob(f.sha256, f.suffix, src.read(f.sha256, f.suffix)))
 
 
 @dataclass(frozen=True)
@@ -117,12 +129,14 @@ def merge_stores(sources: Sequence[str | Path], into: str | Path, keep_first: bo
                 if key in held:
                     duplicates += len(found)
                 else:
+                    _copy_outputs(first[0], into, first[1])
                     target.import_cell(first[1], first[2])
                     added += 1
                     duplicates += len(found) - 1
                 continue
             cell = first[1]
             if keep_first and key not in held:
+                _copy_outputs(first[0], into, first[1])
                 target.import_cell(first[1], first[2])
                 added += 1
             conflicts.append(Conflict(key, cell.model, cell.dataset, cell.language, cell.seed, tuple(

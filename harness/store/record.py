@@ -90,6 +90,43 @@ class SplitFacts:
 
 
 @dataclass(frozen=True)
+class StoredFile:
+    """A file of a cell's outputs beside the store (:mod:`harness.store.outputs`), named by its
+    content's SHA-256."""
+
+    sha256: str
+    bytes: int
+    #: ``.ctc``: log-probabilities; ``.txt``: the normalised training transcripts
+    suffix: str = ".ctc"
+    utterances: int = 0
+    #: ``.ctc``: output frames in all (20 ms each for wav2vec 2.0 models)
+    frames: int = 0
+
+
+@dataclass(frozen=True)
+class DecodingFacts:
+    """How a view of a cell was decoded from its stored outputs (:mod:`harness.decoding.stage`)."""
+
+    decoder: str
+    version: str = "0"
+    #: the decoder's options (tuned ones as the grids tried)
+    options: Mapping[str, Any] = field(default_factory=dict)
+    #: the tuned weights chosen on dev (e.g. ``alpha``, ``beta``), and their dev score
+    weights: Mapping[str, float] = field(default_factory=dict)
+    tune_metric: str | None = None
+    dev_score: float | None = None
+    #: combinations tried on dev
+    grid_points: int = 0
+    #: seconds spent decoding per split (dev: every grid point) and building (language model)
+    seconds: Mapping[str, float] = field(default_factory=dict)
+    #: seconds of audio decoded per split (once)
+    audio_seconds: Mapping[str, float] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
 class CellRecord:
     """Everything a finished cell records besides its scores and hypotheses."""
 
@@ -129,9 +166,22 @@ class CellRecord:
     oom_retries: int = 0
     """micro-batch halvings after running out of memory, and the batching it finished with"""
     effective_batching: Mapping[str, float] | None = None
+    log_probs: Mapping[str, StoredFile] = field(default_factory=dict)
+    """the cell's CTC log-probabilities per split ("dev", "test"), stored beside the store; empty for cells
+    computed before bench kept them (those are decoded greedily only)
+    """
+    train_text: StoredFile | None = None
+    """the normalised training transcripts, for decoders' language models (None: not kept)"""
+    decoding: DecodingFacts | None = None
+    """a decoded view's facts (never in the store: views are made by ``bench report --decoders``)"""
     extra: Mapping[str, Any] = field(default_factory=dict)
     """facts of newer versions or of other tools, kept as they were"""
     version: int = RECORD_VERSION
+
+    @property
+    def has_log_probs(self) -> bool:
+        """Whether other decoders than greedy can run on this cell's stored outputs."""
+        return "test" in self.log_probs
 
     # ------------------------------------------------------------------ derived
     @property
@@ -168,6 +218,18 @@ class CellRecord:
                 value = list(value)
             elif f.name == "oom_retries" and not value:
                 continue
+            elif f.name == "log_probs":
+                if not value:
+                    continue
+                value = {n: dataclasses.asdict(v) for n, v in value.items()}
+            elif f.name == "decoding":
+                if value is None:
+                    continue
+                value = value.to_json()
+            elif f.name == "train_text":
+                if value is None:
+                    continue
+                value = dataclasses.asdict(value)
             elif f.name in ("effective_batching", "node") and value is None:
                 continue
             out[f.name] = value
@@ -190,6 +252,11 @@ class CellRecord:
                          for n, s in (known.get("eval") or {}).items()}
         known["vocabulary"] = tuple(known.get("vocabulary") or ())
         known["oom_retries"] = int(known.get("oom_retries") or 0)
+        known["log_probs"] = {n: StoredFile(**v) for n, v in (known.get("log_probs") or {}).items()}
+        if known.get("decoding") is not None:
+            known["decoding"] = DecodingFacts(**known["decoding"])
+        if known.get("train_text") is not None:
+            known["train_text"] = StoredFile(**known["train_text"])
         return cls(**known, extra={**data.pop("extra", {}), **data})
 
     # ------------------------------------------------------------------ the dict of bench 0.1

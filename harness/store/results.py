@@ -119,6 +119,10 @@ class StoredCell:
     record: CellRecord
     finished_at: float
     duration_s: float
+    #: how its hypotheses were decoded from the model's outputs: ``greedy`` as stored; another
+    #: decoder's view of the cell is made by :mod:`harness.decoding.stage` (its ``key`` is then
+    #: ``KEY+DECODER`` and ``record.decoding`` says how)
+    decoder: str = "greedy"
 
     def __post_init__(self) -> None:
         if not isinstance(self.record, CellRecord):  # a record given as JSON (its bench 0.1 form included)
@@ -126,8 +130,10 @@ class StoredCell:
 
     @property
     def protocol(self) -> str:
-        """The cell's protocol (cells stored before protocols existed were fine-tuned)."""
-        return self.record.protocol
+        """The cell's protocol (cells stored before protocols existed were fine-tuned); a view
+        decoded otherwise than greedily is labelled ``PROTOCOL+DECODER`` (``finetune+beam-lm``), so
+        that every table, statistic and comparison keeps each decoder apart."""
+        return self.record.protocol if self.decoder == "greedy" else f"{self.record.protocol}+{self.decoder}"
 
 
 def _record_json(record: CellRecord | Mapping[str, Any]) -> str:

@@ -32,6 +32,9 @@ def _selection_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--store", help="results store (SQLite file)")
     parser.add_argument("--set", dest="assignments", action="append", default=[], metavar="SECTION.KEY=VALUE",
                         help="override any bench.toml setting, e.g. --set train.steps=100 (repeatable)")
+    parser.add_argument("--sweep", dest="sweeps", action="append", default=[], metavar="SECTION.KEY=V1,V2",
+                        help="make a setting a dimension of the matrix, e.g. --sweep train.lr=1e-4,3e-4 (repeatable; "
+                        "adds to run.sweep); reports keep the value best on dev")
 
 
 def _config(args: argparse.Namespace) -> RunConfig:
@@ -41,6 +44,11 @@ def _config(args: argparse.Namespace) -> RunConfig:
         value = getattr(args, flag, None)
         if value is not None:
             run[flag] = value
+    sweeps = getattr(args, "sweeps", None)
+    if sweeps:
+        from harness.plan.sweep import parse_sweep_flags
+
+        run["sweep"] = {**(run.get("sweep") or {}), **parse_sweep_flags(sweeps)}
     return load_config(args.config, args.preset, overrides)
 
 
@@ -61,19 +69,35 @@ def _cmd_run(args: argparse.Namespace) -> int:
                 done = store.done_keys(c.key for c in plan.cells)
                 runtime = runtime_fingerprint(config)  # failures under another runtime are computed again
                 failed = {f.key for f in store.failures(c.key for c in plan.cells) if f.runtime in ("", runtime)}
+        from harness.plan.sweep import config_at, format_value
+
+        axes = [axis.key for axis in plan.sweep]
         rows = [[c.cell.model, c.cell.dataset, c.cell.language, c.cell.seed, c.cell.protocol,
+                 *(format_value(v) for _, v in c.point),
                  "stored" if c.key in done else ("failed" if c.key in failed else "to compute"), c.key]
                 for c in plan.cells]
-        print(tabulate(rows, headers=["model", "dataset", "language", "seed", "protocol", "state", "key"]))
+        print(tabulate(rows, headers=["model", "dataset", "language", "seed", "protocol", *axes, "state", "key"],
+                       disable_numparse=True))
         print(f"\n{len(plan.cells)} cells, {len(done)} stored, {len(plan.cells) - len(done)} to compute "
               f"(preset {config.preset}, {config.train.steps} updates each; store {config.store})")
+        if plan.sweep:
+            npoints = len({c.point for c in plan.cells})
+            print("swept: " + "; ".join(f"{a.key} over {a.grid()} ({len(a.values)} values)" for a in plan.sweep)
+                  + f": {npoints} point(s), each a full matrix; reports keep the value best on dev "
+                  + ("(data amounts are kept apart as regimes)" if any(a.is_data_amount for a in plan.sweep) else ""))
         from harness.plan.cost import plan_cost
 
-        update_seconds = config.train.batch_seconds * config.train.grad_accum  # padded audio per update
-        estimate = plan_cost([c for c in plan.cells if c.key not in done], config.train.steps, update_seconds,
-                             config.cache_dir)
-        if estimate.cells:
-            print("\n" + "\n".join(estimate.lines(config.train.steps, update_seconds)))
+        by_recipe: dict[tuple, list] = {}  # a swept recipe (steps, batch) costs per its own values
+        for c in plan.cells:
+            if c.key not in done:
+                train = config_at(config, c.point).train if c.point else config.train
+                by_recipe.setdefault((train.steps, train.batch_seconds * train.grad_accum), []).append(c)
+        for (steps, update_seconds), pending in by_recipe.items():
+            estimate = plan_cost(pending, steps, update_seconds, config.cache_dir)
+            if estimate.cells:
+                if len(by_recipe) > 1:
+                    print(f"\n{len(pending)} cell(s) of {steps} updates, {update_seconds:g} s per update:")
+                print("\n" + "\n".join(estimate.lines(steps, update_seconds)))
         from harness.run.runner import check_inputs, inputs_error
 
         problems = check_inputs([c for c in plan.cells if c.key not in done], config)  # as a run checks them

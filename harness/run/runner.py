@@ -16,6 +16,7 @@ from harness.run.cell import CellFailure, CellResult, CellTask
 from harness.plan.config import RunConfig, runtime_fingerprint
 from harness.engine.device import check_runtime
 from harness.errors import BenchError, MissingInput
+from harness.plan.sweep import config_at
 from harness.plan.planner import ALL, Plan, PlannedCell, checkpoint_path, data_request, plan_run, resolve_models
 from harness.plugins import Registry, process_registry
 from harness.run.prepare_models import prepare_models
@@ -171,7 +172,8 @@ def execute(plan: Plan, config: RunConfig, store: ResultStore, progress: Progres
                 continue
             with heartbeat.lock:
                 heartbeat.held.add(planned.key)
-            yield CellTask(config, planned.cell, planned.key)
+            # a swept cell is computed with the configuration of its point (which plans to its key)
+            yield CellTask(config_at(config, planned.point) if planned.point else config, planned.cell, planned.key)
 
     def on_result(result: CellResult | CellFailure) -> None:
         c = result.cell

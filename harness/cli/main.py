@@ -344,12 +344,15 @@ def _existing_store(config: RunConfig):
     return ResultStore(config.store, readonly=True)
 
 
-def _stored_cells(config: RunConfig):
+def _stored_cells(config: RunConfig, plan_out: dict | None = None):
     """The stored results of the configured matrix, every configured metric scored (and how many
-    cells the matrix has)."""
+    cells the matrix has). ``plan_out`` receives the plan's sweep (``sweep``) and each cell's
+    point of it (``points``, by key)."""
     from harness.run.runner import plan_run
 
     plan = plan_run(config, process_registry())
+    if plan_out is not None:
+        plan_out.update(sweep=plan.sweep, points={c.key: c.point for c in plan.cells if c.point})
     readable = [c for c in plan.cells if "unavailable" not in (c.identity.get("data") or {})]
     unreadable = [c for c in plan.cells if "unavailable" in (c.identity.get("data") or {})]
     with _existing_store(config) as store:
@@ -414,14 +417,18 @@ def _cmd_report(args: argparse.Namespace) -> int:
     from harness.report.tables import write_reports
 
     config = _config(args)
-    cells, planned = _stored_cells(config)
+    swept: dict = {}
+    cells, planned = _stored_cells(config, swept)
     out = config.report_dir if args.out is None else Path(args.out)
     with _existing_store(config) as store:  # test hypotheses: sample transcripts, bootstrap intervals
         hypotheses = {c.key: store.hypotheses(c.key, "test") for c in cells}
     paths = write_reports(cells, out, config.metrics, Path(args.json) if args.json else None,
-                          _directions(process_registry()), hypotheses)
-    _print_matrix(config, cells)
+                          _directions(process_registry()), hypotheses, swept["sweep"], swept["points"])
     payload = json.loads(paths["json"].read_text())
+    if swept["sweep"]:
+        _print_choices(payload)
+        cells = _chosen_cells(config, cells, swept)
+    _print_matrix(config, cells)
     for group, items in payload["findings"].items():
         print(f"\nStatistics ({group}, {config.metrics[0].upper()} on test):\n"
               + "\n".join(f"- {f.get('text', f['sentence'])}" for f in items))
@@ -436,6 +443,31 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _chosen_cells(config: RunConfig, cells, swept: dict):
+    """A sweep's cells at the points chosen on dev (data regimes named apart)."""
+    from harness.report.selection import regime_cells, select_on_dev
+
+    metric = config.metrics[0]
+    selection = select_on_dev(cells, swept["sweep"], metric, _directions(process_registry()).get(metric, True),
+                              swept["points"])
+    return regime_cells([c for c in cells if c.key in selection.chosen_keys], swept["sweep"], selection.point_by_key)
+
+
+def _print_choices(payload: dict) -> None:
+    sweep = payload.get("sweep") or {}
+    choices = sweep.get("choices") or []
+    if not choices or not any(a["chosen_on_dev"] for a in sweep["axes"]):
+        return
+    print("\n" + sweep["statement"])
+    rows = [[c["model"] if c["protocol"] == "finetune" else f"{c['model']} [{c['protocol']}]", c["dataset"]
+             + (" [" + ", ".join(f"{k}={v:g}" for k, v in c["regime"].items()) + "]" if c["regime"] else ""),
+             c["language"], ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
+                                      for k, v in c["chosen"].items()),
+             f"{c['dev']:.3f}", "best at the grid's edge: widen it" if c["at_edge"] else ""] for c in choices]
+    print(tabulate(rows, headers=["model", "dataset", "language", "chosen on dev", f"dev {sweep['metric'].upper()}",
+                                  "note"], disable_numparse=True))
+
+
 def _cmd_compare(args: argparse.Namespace) -> int:
     from harness.report.compare import compare, load_results, parse_tolerances, results_from_summary
     from harness.report.tables import cells_frame, summary_frame
@@ -446,9 +478,17 @@ def _cmd_compare(args: argparse.Namespace) -> int:
                          "write the baseline with `bench report --json FILE` after a `bench run` of the same selection")
     if args.current:
         current = load_results(args.current)
-    else:  # the summary of the stored cells, without writing a report
-        cells, _ = _stored_cells(_config(args))
-        current = results_from_summary(summary_frame(cells_frame(cells)).to_dict(orient="records"))
+    else:  # the summary of the stored cells, without writing a report (a sweep: its cells chosen on dev)
+        from harness.report.summaries import across_languages, compare_entries
+
+        config = _config(args)
+        swept: dict = {}
+        cells, _ = _stored_cells(config, swept)
+        if swept["sweep"]:
+            cells = _chosen_cells(config, cells, swept)
+        summary = summary_frame(cells_frame(cells))
+        current = results_from_summary(summary.to_dict(orient="records"))
+        current |= compare_entries([a.as_dict() for a in across_languages(summary, _directions(process_registry()))])
     if args.metrics is not None:  # --metrics: compare only these
         wanted = {m.strip() for m in args.metrics.split(",") if m.strip()}
         baseline = {k: v for k, v in baseline.items() if k[4] in wanted}

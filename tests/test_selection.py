@@ -164,3 +164,18 @@ def test_report_draws_learning_curves_for_a_data_amount_sweep(tmp_path):
     assert paths["learning_curves"].exists() and "Learning curves" in paths["html"].read_text()
     assert {r["dataset"] for r in payload["summary"]} == {"synthetic [datasets.synthetic.train_minutes=2]",
                                                           "synthetic [datasets.synthetic.train_minutes=8]"}
+
+
+def test_dev_curves_are_kept_in_the_record_and_drawn_with_the_loss_curves(tmp_path):
+    base = cell("a", "es", 0, 1e-4, 0.3, 0.3)
+    facts = {**base.record.train.to_json(), "dev_curve": [[25, 0.8], [50, 0.4], [75, 0.5]], "selected_update": 50}
+    record = CellRecord.from_json({**base.record.to_json(), "train": facts})
+    assert record.train.dev_curve == ((25, 0.8), (50, 0.4), (75, 0.5)) and record.train.selected_update == 50
+    assert CellRecord.from_json(record.to_json()) == record
+    assert "dev_curve" not in base.record.train.to_json()  # a cell without it records nothing new
+    cells = [StoredCell(base.key, "a", "synthetic", "es", 0, base.metrics, record, 1.7e9, 1.0)]
+    paths = write_reports(cells, tmp_path, ["cer"])
+    payload = json.loads(paths["json"].read_text())
+    assert payload["cells"][0]["dev_curve"] == [[25, 0.8], [50, 0.4], [75, 0.5]]
+    assert payload["cells"][0]["selected_update"] == 50
+    assert paths["loss_curves"].exists()

@@ -531,6 +531,8 @@ def write_reports(cells: Sequence[StoredCell], out_dir: Path, metrics: Sequence[
              "cer_test_interval": cell_ci[c.key].as_dict() if c.key in cell_ci else None,
              "layer_weights": c.record.train.to_json().get("layer_weights"),
              "loss_curve": list(c.record.train.loss_curve) or None,
+             "dev_curve": [list(point) for point in c.record.train.dev_curve] or None,
+             "selected_update": c.record.train.selected_update,
              "git_revision": c.record.git_revision, "finished_at": c.finished_at,
              "duration_s": c.duration_s}
             for c in cells

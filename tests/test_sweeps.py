@@ -84,3 +84,26 @@ def test_dry_run_shows_the_swept_dimensions_and_refuses_bad_values(bench, small_
     assert "estimated cost of the 8 cells" in out
     code, _, err = bench("run", "--config", str(small_config), "--dry-run", "--sweep", "train.lr=-1")
     assert code == 2 and "error: sweep train.lr=-1" in err and "hint:" in err
+
+
+@pytest.mark.slow
+def test_a_swept_run_computes_each_point_once_and_reports_the_choices(bench, small_config, tmp_path):
+    import json
+
+    args = ("--config", str(small_config), "--models", "tiny-wav2vec2", "--sweep", "train.lr=1e-3,2e-3")
+    code, out, err = bench("run", *args, "--no-progress")
+    assert code == 0, err
+    assert "4 cells computed, 0 already stored" in out and "chosen on dev" in out
+    code, out, _ = bench("run", *args, "--no-progress")  # every point stored: nothing to compute
+    assert code == 0 and "0 cells computed, 4 already stored" in out
+    # the unswept run at one of the values finds its cells stored
+    code, out, _ = bench("run", "--config", str(small_config), "--models", "tiny-wav2vec2", "--set", "train.lr=1e-3",
+                         "--dry-run")
+    assert "2 cells, 2 stored, 0 to compute" in out
+    code, out, _ = bench("report", *args, "--out", str(tmp_path / "r"), "--json", str(tmp_path / "base.json"))
+    assert code == 0 and "Chosen on dev (CER, mean over seeds) per model and language: train.lr from {0.001, 0.002}" in out
+    payload = json.loads((tmp_path / "base.json").read_text())
+    assert len(payload["sweep"]["choices"]) == 2 and len(payload["cells"]) == 2
+    assert {r["model"] for r in payload["across_languages"]} == {"tiny-wav2vec2"}
+    code, out, _ = bench("compare", str(tmp_path / "base.json"), *args)
+    assert code == 0 and "(macro-average)" not in out and "OK" in out

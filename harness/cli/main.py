@@ -138,7 +138,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
         if summary.left_to_others:
             print(f"{summary.left_to_others} cells were being computed by another run on this store; "
                   "run again after it finishes to see them here.")
-        _print_matrix(config, _scored(config, store, [c.key for c in plan.cells]))
+        scored = _scored(config, store, [c.key for c in plan.cells])
+        if plan.sweep:  # the matrix of the values chosen on dev (bench report shows the choices)
+            scored = _chosen_cells(config, scored, {"sweep": plan.sweep,
+                                                    "points": {c.key: c.point for c in plan.cells}})
+            print("\nswept " + ", ".join(a.describe() for a in plan.sweep) + ": the matrix below is at the values "
+                  "chosen on dev; `bench report` (with the same --sweep) states each choice")
+        _print_matrix(config, scored)
         done = store.done_keys(c.key for c in plan.cells)
         failed = store.failures(c.key for c in plan.cells if c.key not in done)
         if failed:

@@ -179,3 +179,11 @@ def test_dev_curves_are_kept_in_the_record_and_drawn_with_the_loss_curves(tmp_pa
     assert payload["cells"][0]["dev_curve"] == [[25, 0.8], [50, 0.4], [75, 0.5]]
     assert payload["cells"][0]["selected_update"] == 50
     assert paths["loss_curves"].exists()
+
+
+def test_a_choice_from_an_incomplete_grid_says_so():
+    cells = [c for c in planted() if dict(select_on_dev([c], [LR]).choices[0].chosen)["train.lr"] != 1e-3]
+    selection = select_on_dev(cells, [LR])
+    assert all(c.incomplete and c.grid_points == 3 for c in selection.choices)
+    assert all("only 2 of 3 grid points scored on dev" in c.note() for c in selection.choices)
+    assert not select_on_dev(planted(), [LR]).choices[0].incomplete

@@ -469,7 +469,10 @@ def _print_choices(payload: dict) -> None:
              + (" [" + ", ".join(f"{k}={v:g}" for k, v in c["regime"].items()) + "]" if c["regime"] else ""),
              c["language"], ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
                                       for k, v in c["chosen"].items()),
-             f"{c['dev']:.3f}", "best at the grid's edge: widen it" if c["at_edge"] else ""] for c in choices]
+             f"{c['dev']:.3f}", "; ".join(
+                 ([f"only {len(c['candidates'])} of {c['grid_points']} grid points scored on dev"]
+                  if len(c["candidates"]) < c["grid_points"] else [])
+                 + (["best at the grid's edge: widen it"] if c["at_edge"] else []))] for c in choices]
     print(tabulate(rows, headers=["model", "dataset", "language", "chosen on dev", f"dev {sweep['metric'].upper()}",
                                   "note"], disable_numparse=True))
 

@@ -58,6 +58,21 @@ class Choice:
     candidates: tuple[Candidate, ...]
     #: swept keys whose chosen value is the smallest or largest of its grid
     at_edge: tuple[str, ...] = ()
+    #: how many points the grid has (more than ``candidates`` while cells are missing)
+    grid_points: int = 0
+
+    @property
+    def incomplete(self) -> bool:
+        """Whether some points of the grid have no dev score yet (cells not run, or failed)."""
+        return len(self.candidates) < self.grid_points
+
+    def note(self) -> str:
+        parts = []
+        if self.incomplete:
+            parts.append(f"only {len(self.candidates)} of {self.grid_points} grid points scored on dev")
+        if self.at_edge:
+            parts.append("best at the grid's edge (" + ", ".join(self.at_edge) + "): widen it")
+        return "; ".join(parts)
 
     @property
     def dev(self) -> float:
@@ -66,7 +81,7 @@ class Choice:
     def as_dict(self) -> dict[str, Any]:
         return {"protocol": self.protocol, "model": self.model, "dataset": self.dataset, "language": self.language,
                 "regime": dict(self.regime), "chosen": dict(self.chosen), "dev": self.dev,
-                "at_edge": list(self.at_edge),
+                "at_edge": list(self.at_edge), "grid_points": self.grid_points,
                 "candidates": [{"point": dict(c.point), "dev": c.dev, "seeds": c.seeds, "blank_seeds": c.blank}
                                for c in self.candidates]}
 
@@ -162,7 +177,11 @@ def select_on_dev(cells: Sequence[StoredCell], axes: Sequence[SweepAxis], metric
             if bounds is not None and value in bounds:
                 edges.append(key)
         protocol, model, dataset, language, regime = group
-        choices.append(Choice(protocol, model, dataset, language, regime, best.point, tuple(candidates), tuple(edges)))
+        grid_points = 1
+        for axis in tuned_axes:
+            grid_points *= len(axis.values)
+        choices.append(Choice(protocol, model, dataset, language, regime, best.point, tuple(candidates), tuple(edges),
+                              grid_points))
         chosen_keys.update(members[(group, best.point)])
     return Selection(axes, metric, lower_is_better, tuple(choices), frozenset(chosen_keys), point_by_key)
 
@@ -200,7 +219,7 @@ def choice_rows(selection: Selection, cells: Sequence[StoredCell]) -> tuple[list
         values = [by_key[k].metrics.get("test", {}).get(metric) for k in keys]
         values = [v for v in values if v is not None]
         test[repr(choice)] = sum(values) / len(values) if values else float("nan")
-        note = ("best at the grid's edge (" + ", ".join(choice.at_edge) + "): widen it") if choice.at_edge else ""
+        note = choice.note()
         rows.append([choice.protocol, choice.model, regime_name(choice.dataset, choice.regime), choice.language,
                      point_label(choice.chosen), f"{choice.dev:.3f}", f"{test[repr(choice)]:.3f}",
                      "; ".join(a.grid() for a in selection.tuned), note])

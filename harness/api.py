@@ -204,6 +204,13 @@ class SpeechCTCModel(torch.nn.Module, abc.ABC):
     def feature_encoder_parameters(self) -> Sequence[torch.nn.Parameter]:
         """Parameters of :meth:`encode` (frozen when the configuration says so)."""
 
+    def ctc_head_parameters(self) -> Sequence[torch.nn.Parameter]:
+        """Optional: the parameters of the CTC output layer (what ``train.head_lr`` trains at its
+        own learning rate). The default: those of the last ``torch.nn.Linear`` in module order
+        (Hugging Face's ``lm_head``); override it when the output layer is something else."""
+        linears = [m for m in self.modules() if isinstance(m, torch.nn.Linear)]
+        return list(linears[-1].parameters()) if linears else []
+
     def hidden_states(self, features: torch.Tensor, frame_mask: torch.Tensor) -> Sequence[torch.Tensor]:
         """Optional: the layer outputs after the feature encoder, for protocols that train only a
         downstream model on a frozen upstream (``superb``).

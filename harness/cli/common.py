@@ -33,6 +33,9 @@ def selection_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--store", help="results store (SQLite file)")
     parser.add_argument("--set", dest="assignments", action="append", default=[], metavar="SECTION.KEY=VALUE",
                         help="override any bench.toml setting, e.g. --set train.steps=100 (repeatable)")
+    parser.add_argument("--sweep", dest="sweeps", action="append", default=[], metavar="SECTION.KEY=V1,V2",
+                        help="make a setting a dimension of the matrix, e.g. --sweep train.lr=1e-4,3e-4 (repeatable; "
+                        "adds to run.sweep); reports keep the value best on dev")
 
 
 def config_from_args(args: argparse.Namespace) -> RunConfig:
@@ -42,6 +45,11 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         value = getattr(args, flag, None)
         if value is not None:
             run[flag] = value
+    sweeps = getattr(args, "sweeps", None)
+    if sweeps:
+        from harness.plan.sweep import parse_sweep_flags
+
+        run["sweep"] = {**(run.get("sweep") or {}), **parse_sweep_flags(sweeps)}
     return load_config(args.config, args.preset, overrides)
 
 
@@ -92,12 +100,15 @@ def existing_store(config: RunConfig):
     return ResultStore(config.store, readonly=True)
 
 
-def stored_cells(config: RunConfig):
+def stored_cells(config: RunConfig, plan_out: dict | None = None):
     """The stored results of the configured matrix, every configured metric scored (and how many
-    cells the matrix has)."""
+    cells the matrix has). ``plan_out`` receives the plan's sweep (``sweep``) and each cell's
+    point of it (``points``, by key)."""
     from harness.run.runner import plan_run
 
     plan = plan_run(config, process_registry())
+    if plan_out is not None:
+        plan_out.update(sweep=plan.sweep, points={c.key: c.point for c in plan.cells if c.point})
     readable = [c for c in plan.cells if "unavailable" not in (c.identity.get("data") or {})]
     unreadable = [c for c in plan.cells if "unavailable" in (c.identity.get("data") or {})]
     with existing_store(config) as store:
@@ -196,4 +207,33 @@ def print_decoding(cells) -> None:
     if rows:
         head, body, _ = decoding_table(rows)
         print(tabulate(body, headers=head, disable_numparse=True))
+
+
+def chosen_cells(config: RunConfig, cells, swept: dict):
+    """A sweep's cells at the points chosen on dev (data regimes named apart)."""
+    from harness.report.selection import regime_cells, select_on_dev
+
+    metric = config.metrics[0]
+    selection = select_on_dev(cells, swept["sweep"], metric, metric_directions(process_registry()).get(metric, True),
+                              swept["points"])
+    return regime_cells([c for c in cells if c.key in selection.chosen_keys], swept["sweep"], selection.point_by_key)
+
+
+def print_choices(payload: dict) -> None:
+    """What a sweep chose on dev, per model and language, with its notes."""
+    sweep = payload.get("sweep") or {}
+    choices = sweep.get("choices") or []
+    if not choices or not any(a["chosen_on_dev"] for a in sweep["axes"]):
+        return
+    print("\n" + sweep["statement"])
+    rows = [[c["model"] if c["protocol"] == "finetune" else f"{c['model']} [{c['protocol']}]", c["dataset"]
+             + (" [" + ", ".join(f"{k}={v:g}" for k, v in c["regime"].items()) + "]" if c["regime"] else ""),
+             c["language"], ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
+                                      for k, v in c["chosen"].items()),
+             f"{c['dev']:.3f}", "; ".join(
+                 ([f"only {len(c['candidates'])} of {c['grid_points']} grid points scored on dev"]
+                  if len(c["candidates"]) < c["grid_points"] else [])
+                 + (["best at the grid's edge: widen it"] if c["at_edge"] else []))] for c in choices]
+    print(tabulate(rows, headers=["model", "dataset", "language", "chosen on dev", f"dev {sweep['metric'].upper()}",
+                                  "note"], disable_numparse=True))
 

@@ -7,7 +7,8 @@ import sys
 
 from tabulate import tabulate
 
-from harness.cli.common import config_from_args, decoded, existing_store, other_decoders, selection_flags, stored_cells
+from harness.cli.common import (chosen_cells, config_from_args, decoded, existing_store, metric_directions,
+                                other_decoders, selection_flags, stored_cells)
 from harness.errors import BenchError
 from harness.plugins import process_registry
 
@@ -36,12 +37,19 @@ def run(args: argparse.Namespace) -> int:
     if args.current:
         current = load_results(args.current)
     else:  # the summary of the stored cells, without writing a report
+        from harness.report.summaries import across_languages, compare_entries
+
         config = config_from_args(args)
-        cells, _ = stored_cells(config)
+        swept: dict = {}
+        cells, _ = stored_cells(config, swept)
+        if swept["sweep"]:
+            cells = chosen_cells(config, cells, swept)
         if other_decoders(config):
             with existing_store(config) as store:
                 cells, _ = decoded(config, store, cells)
-        current = results_from_summary(summary_frame(cells_frame(cells)).to_dict(orient="records"))
+        summary = summary_frame(cells_frame(cells))
+        current = results_from_summary(summary.to_dict(orient="records"))
+        current |= compare_entries([a.as_dict() for a in across_languages(summary, metric_directions(process_registry()))])
     if args.metrics is not None:  # --metrics: compare only these
         wanted = {m.strip() for m in args.metrics.split(",") if m.strip()}
         baseline = {k: v for k, v in baseline.items() if k[4] in wanted}

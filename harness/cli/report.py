@@ -7,7 +7,8 @@ import json
 from pathlib import Path
 
 
-from harness.cli.common import (config_from_args, decoded, decoders_of, existing_store, metric_directions,
+from harness.cli.common import (chosen_cells, config_from_args, decoded, decoders_of, existing_store,
+                                metric_directions, print_choices)
                                 other_decoders, print_decoding, print_matrix, selection_flags, stored_cells)
 from harness.plugins import process_registry
 
@@ -26,7 +27,8 @@ def run(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     if other_decoders(config):
         decoders_of(config)  # unknown decoders, options and missing packages: before reading any cell
-    cells, planned = stored_cells(config)
+    swept: dict = {}
+    cells, planned = stored_cells(config, swept)
     out = config.report_dir if args.out is None else Path(args.out)
     with existing_store(config) as store:  # test hypotheses: sample transcripts, bootstrap intervals
         if other_decoders(config):
@@ -34,9 +36,12 @@ def run(args: argparse.Namespace) -> int:
         else:
             hypotheses = {c.key: store.hypotheses(c.key, "test") for c in cells}
     paths = write_reports(cells, out, config.metrics, Path(args.json) if args.json else None,
-                          metric_directions(process_registry()), hypotheses)
-    print_matrix(config, cells)
+                          metric_directions(process_registry()), hypotheses, swept["sweep"], swept["points"])
     payload = json.loads(paths["json"].read_text())
+    if swept["sweep"]:
+        print_choices(payload)
+        cells = chosen_cells(config, cells, swept)
+    print_matrix(config, cells)
     for group, items in payload["findings"].items():
         print(f"\nStatistics ({group}, {config.metrics[0].upper()} on test):\n"
               + "\n".join(f"- {f.get('text', f['sentence'])}" for f in items))

@@ -7,7 +7,8 @@ import sys
 
 from tabulate import tabulate
 
-from harness.cli.common import (config_from_args, decoded, decoders_of, other_decoders, print_matrix, scored,
+from harness.cli.common import (chosen_cells, config_from_args, decoded, decoders_of, other_decoders, print_matrix,
+                                scored)
                                 selection_flags)
 from harness.errors import BenchError
 from harness.plan.config import runtime_fingerprint
@@ -46,19 +47,35 @@ def run(args: argparse.Namespace) -> int:
                 done = store.done_keys(c.key for c in plan.cells)
                 runtime = runtime_fingerprint(config)  # failures under another runtime are computed again
                 failed = {f.key for f in store.failures(c.key for c in plan.cells) if f.runtime in ("", runtime)}
+        from harness.plan.sweep import config_at, format_value
+
+        axes = [axis.key for axis in plan.sweep]
         rows = [[c.cell.model, c.cell.dataset, c.cell.language, c.cell.seed, c.cell.protocol,
+                 *(format_value(v) for _, v in c.point),
                  "stored" if c.key in done else ("failed" if c.key in failed else "to compute"), c.key]
                 for c in plan.cells]
-        print(tabulate(rows, headers=["model", "dataset", "language", "seed", "protocol", "state", "key"]))
+        print(tabulate(rows, headers=["model", "dataset", "language", "seed", "protocol", *axes, "state", "key"],
+                       disable_numparse=True))
         print(f"\n{len(plan.cells)} cells, {len(done)} stored, {len(plan.cells) - len(done)} to compute "
               f"(preset {config.preset}, {config.train.steps} updates each; store {config.store})")
+        if plan.sweep:
+            npoints = len({c.point for c in plan.cells})
+            print("swept: " + "; ".join(f"{a.key} over {a.grid()} ({len(a.values)} values)" for a in plan.sweep)
+                  + f": {npoints} point(s), each a full matrix; reports keep the value best on dev "
+                  + ("(data amounts are kept apart as regimes)" if any(a.is_data_amount for a in plan.sweep) else ""))
         from harness.plan.cost import plan_cost
 
-        update_seconds = config.train.batch_seconds * config.train.grad_accum  # padded audio per update
-        estimate = plan_cost([c for c in plan.cells if c.key not in done], config.train.steps, update_seconds,
-                             config.cache_dir)
-        if estimate.cells:
-            print("\n" + "\n".join(estimate.lines(config.train.steps, update_seconds)))
+        by_recipe: dict[tuple, list] = {}  # a swept recipe (steps, batch) costs per its own values
+        for c in plan.cells:
+            if c.key not in done:
+                train = config_at(config, c.point).train if c.point else config.train
+                by_recipe.setdefault((train.steps, train.batch_seconds * train.grad_accum), []).append(c)
+        for (steps, update_seconds), pending in by_recipe.items():
+            estimate = plan_cost(pending, steps, update_seconds, config.cache_dir)
+            if estimate.cells:
+                if len(by_recipe) > 1:
+                    print(f"\n{len(pending)} cell(s) of {steps} updates, {update_seconds:g} s per update:")
+                print("\n" + "\n".join(estimate.lines(steps, update_seconds)))
         # every check a real run makes before its first cell, so that "to compute" means the run starts
         from harness.run.runner import check_runtime
         from harness.run.runner import check_inputs, inputs_error
@@ -108,6 +125,10 @@ def run(args: argparse.Namespace) -> int:
             print(f"{summary.left_to_others} cells were being computed by another run on this store; "
                   "run again after it finishes to see them here.")
         cells = scored(config, store, [c.key for c in plan.cells])
+        if plan.sweep:  # the matrix of the values chosen on dev (bench report shows the choices)
+            cells = chosen_cells(config, cells, {"sweep": plan.sweep, "points": {c.key: c.point for c in plan.cells}})
+            print("\nswept " + ", ".join(a.describe() for a in plan.sweep) + ": the matrix below is at the values "
+                  "chosen on dev; `bench report` (with the same --sweep) states each choice")
         if other_decoders(config):
             cells, _ = decoded(config, store, cells)
         print_matrix(config, cells)

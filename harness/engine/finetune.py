@@ -31,10 +31,12 @@ def fine_tune(request: ProtocolRequest, metrics: Sequence[MetricSpec] = (), setu
     features = setup.training_features(model, "encoder", cache=frozen)
     setup.record_data(cached=features.cached)
     setup.record_parameters(model)
+    def features_of(split):
+        return setup.features(model, split, "encoder", cached=features.cached)
+
     if setup.train.steps > 0:
-        setup.fit(model, features)
-    results = setup.evaluate(model, lambda split: setup.features(model, split, "encoder", cached=features.cached),
-                             metrics=metrics)
+        setup.fit(model, features, features_of=features_of)
+    results = setup.evaluate(model, features_of, metrics=metrics)
     return setup.outcome(results)
 
 

@@ -68,9 +68,22 @@ class FitResult:
     """mean loss per window of :data:`LOSS_WINDOW` updates, rounded to 4 decimals"""
     resumed_from_update: int | None = None
     """the update a checkpoint resumed from, or None"""
+    dev_curve: tuple[tuple[int, float], ...] = ()
+    """``train.eval_every``: (update, dev score) each time dev was scored, the score rounded to 4 decimals
+    (empty when dev was not scored during training)
+    """
+    selected_update: int | None = None
+    """``train.select = "best-dev"``: the update whose parameters the model holds on return (the one with the
+    lowest dev score); None: the last update's
+    """
 
     def facts(self) -> dict[str, Any]:
-        return {
+        extra: dict[str, Any] = {}  # only when used: a default cell's record stays as it was
+        if self.dev_curve:
+            extra["dev_curve"] = [list(point) for point in self.dev_curve]
+        if self.selected_update is not None:
+            extra["selected_update"] = self.selected_update
+        return {**extra, 
             "resumed_from_update": self.resumed_from_update,
             "updates": self.updates,
             "train_seconds": self.train_seconds,
@@ -102,16 +115,22 @@ class TrainingState:
     audio_samples: int
     rng: dict[str, Any]
     elapsed: float
+    #: ``train.eval_every``: the dev scores so far, and (``select = "best-dev"``) the best
+    #: update, its score and its parameters
+    dev_curve: list = dataclasses.field(default_factory=list)
+    best: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
 
     @classmethod
     def from_dict(cls, state: dict[str, Any]) -> TrainingState | None:
-        names = {f.name for f in dataclasses.fields(cls)}
-        if not names <= set(state):
+        fields = dataclasses.fields(cls)
+        required = {f.name for f in fields
+                    if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING}
+        if not required <= set(state):
             return None
-        return cls(**{n: state[n] for n in names})
+        return cls(**{f.name: state[f.name] for f in fields if f.name in state})
 
 
 class Checkpointer:
@@ -164,9 +183,35 @@ def use_fused_optimizer(setting: str, device: torch.device) -> bool:
     return setting == "on" or (setting == "auto" and device.type == "cuda")
 
 
+def head_parameters(model: torch.nn.Module) -> list[torch.nn.Parameter]:
+    """The CTC output layer's parameters (what ``train.head_lr`` applies to): the model's
+    ``ctc_head_parameters()`` when it has one (:class:`harness.api.SpeechCTCModel` does), else
+    those of its last ``torch.nn.Linear`` in module order."""
+    if hasattr(model, "ctc_head_parameters"):
+        return list(model.ctc_head_parameters())
+    linears = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
+    return list(linears[-1].parameters()) if linears else []
+
+
+def _optimizer(model: torch.nn.Module, named, train, fused: bool) -> torch.optim.Adam:
+    """Adam over the trainable parameters: one group at ``train.lr`` (the study's), or with
+    ``train.head_lr`` set two: the CTC output layer at ``head_lr``, the rest at ``lr``."""
+    params = [p for _, p in named]
+    options = {"fused": True} if fused else {}
+    head_lr = getattr(train, "head_lr", 0.0) or 0.0
+    if not head_lr:
+        return torch.optim.Adam(params, lr=train.lr, weight_decay=train.weight_decay, **options)
+    head = {id(p) for p in head_parameters(model)}
+    groups = [{"params": [p for p in params if id(p) not in head]},
+              {"params": [p for p in params if id(p) in head], "lr": head_lr}]
+    return torch.optim.Adam([g for g in groups if g["params"]], lr=train.lr, weight_decay=train.weight_decay,
+                            **options)
+
+
 def fit(model: torch.nn.Module, features: FeatureSource, split: Split, train, *, seed: int, device: torch.device,
         precision: str, amp: AbstractContextManager, progress=None, saver: Checkpointer | None = None,
-        fused: bool = False, on_log: Callable[[UpdateLog], None] | None = None) -> FitResult:
+        fused: bool = False, on_log: Callable[[UpdateLog], None] | None = None,
+        on_eval: Callable[[], float] | None = None) -> FitResult:
     """Train ``model``'s parameters that require gradients with CTC on ``split``.
 
     ``model`` needs ``head(features, frame_mask) -> logits (B, frames, vocab)``; ``features``
@@ -176,13 +221,24 @@ def fit(model: torch.nn.Module, features: FeatureSource, split: Split, train, *,
     ``progress`` is a :class:`harness.run.progress.Progress` (a ``train`` stage bar), ``saver``
     checkpoints, ``fused`` picks Adam's fused kernel, ``on_log`` receives an :class:`UpdateLog`
     every :data:`LOSS_WINDOW` updates. Seed the generators before calling (the batch order
-    comes from ``seed``; dropout and masking from the global generators)."""
+    comes from ``seed``; dropout and masking from the global generators).
+
+    ``on_eval`` scores dev (lower is better, e.g. CER; the model is put back in training mode
+    after it) every ``train.eval_every`` updates and after the last one: the scores are the
+    result's ``dev_curve``; with ``train.select = "best-dev"`` the parameters of the best-scored
+    update are kept in memory and restored before returning (``selected_update``). Without
+    ``on_eval`` (or with ``eval_every`` 0) nothing is scored. ``train.head_lr`` (when set) trains
+    the CTC output layer (:func:`head_parameters`) at its own learning rate, under the same
+    schedule; unset, the optimizer is the single-group one, with the same numbers as before."""
     model.train()
     named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     params = [p for _, p in named]
     # fused: one kernel for the whole update instead of one per parameter tensor (or per group)
-    optimizer = torch.optim.Adam(params, lr=train.lr, weight_decay=train.weight_decay,
-                                 **({"fused": True} if fused else {}))
+    optimizer = _optimizer(model, named, train, fused)
+    eval_every = (getattr(train, "eval_every", 0) or 0) if on_eval is not None else 0
+    keep_best = eval_every > 0 and getattr(train, "select", "last") == "best-dev"
+    dev_curve: list[tuple[int, float]] = []
+    best: dict[str, Any] | None = None
     scheduler = tri_stage_scheduler(optimizer, train.steps, train.warmup, train.hold)
     scaler = torch.amp.GradScaler(device.type) if precision == "fp16" else None
     budget = int(train.batch_seconds * SAMPLING_RATE)
@@ -212,6 +268,8 @@ def fit(model: torch.nn.Module, features: FeatureSource, split: Split, train, *,
             next(batches)
         running = state.running.to(device)
         audio_samples, first_update, elapsed_before = state.audio_samples, state.update, state.elapsed
+        dev_curve = [tuple(point) for point in state.dev_curve]
+        best = state.best
         set_rng_state(state.rng)
         saver.resumed_at = first_update
         if bar:
@@ -255,6 +313,15 @@ def fit(model: torch.nn.Module, features: FeatureSource, split: Split, train, *,
             if on_log is not None:
                 on_log(UpdateLog(update + 1, train.steps, losses[-1], scheduler.get_last_lr()[0],
                                  time.perf_counter() - start))
+        if eval_every and ((update + 1) % eval_every == 0 or update + 1 == train.steps):
+            rng = rng_state()  # scoring dev draws nothing the training run would otherwise draw
+            score = float(on_eval())
+            set_rng_state(rng)
+            model.train()
+            dev_curve.append((update + 1, round(score, 4)))
+            if keep_best and (best is None or score < best["score"]):
+                best = {"update": update + 1, "score": score,
+                        "params": {n: p.detach().clone() for n, p in named}}
         if bar:
             bar.advance()
         if saver and update + 1 < train.steps and saver.due():
@@ -263,9 +330,14 @@ def fit(model: torch.nn.Module, features: FeatureSource, split: Split, train, *,
                 optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
                 scaler=scaler.state_dict() if scaler else None, seen_batches=seen_batches, losses=losses,
                 running=running.detach().cpu(), audio_samples=audio_samples, rng=rng_state(),
-                elapsed=elapsed_before + time.perf_counter() - start,
+                elapsed=elapsed_before + time.perf_counter() - start, dev_curve=[list(p) for p in dev_curve],
+                best=None if best is None else {**best, "params": {n: t.cpu() for n, t in best["params"].items()}},
             ))
     elapsed = elapsed_before + time.perf_counter() - start
+    if best is not None:  # train.select = "best-dev": test is decoded with the best dev parameters
+        with torch.no_grad():
+            for name, p in named:
+                p.copy_(best["params"][name].to(p.device))
     return FitResult(  # the checkpoint stays until the cell is stored (the caller removes it)
         updates=train.steps,
         train_seconds=elapsed,
@@ -275,4 +347,6 @@ def fit(model: torch.nn.Module, features: FeatureSource, split: Split, train, *,
         padding_fraction=padding_fraction(samples, seen_batches),
         loss_curve=tuple(round(v, 4) for v in losses),
         resumed_from_update=saver.resumed_at if saver else None,
+        dev_curve=tuple(dev_curve),
+        selected_update=best["update"] if best is not None else None,
     )

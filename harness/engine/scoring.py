@@ -30,6 +30,18 @@ def score(metrics: Iterable[MetricSpec], rows: Rows) -> dict[str, float]:
     return {m.name: float(m.compute(refs, hyps)) if refs else float("nan") for m in metrics}
 
 
+def corpus_cer(rows: Rows) -> float:
+    """Corpus-level character error rate of (id, reference, hypothesis) rows, as the ``cer``
+    metric counts it (jiwer, both sides stripped; rows with an empty reference are left out);
+    what :func:`harness.engine.fit` scores dev with during training. NaN without references."""
+    import jiwer
+
+    pairs = [(r.strip(), h.strip()) for _, r, h in rows if r.strip()]
+    if not pairs:
+        return float("nan")
+    return float(jiwer.cer([r for r, _ in pairs], [h for _, h in pairs]))
+
+
 def outputs(rows: Rows) -> dict[str, Any]:
     """What a split's hypotheses look like: how many, and the share that is empty."""
     empty = sum(1 for _, _, h in rows if not h.strip())

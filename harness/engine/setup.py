@@ -23,6 +23,7 @@ from harness.api import SAMPLING_RATE, CellOutcome, MetricSpec, ModelRequest, Pr
 from harness.engine.device import autocast, resolve_device, resolve_precision, seed_everything
 from harness.engine.evaluate import evaluate
 from harness.engine.features import CachedFeatures, EncoderFeatures, FeatureSource, HiddenStateFeatures, decide_cache
+from harness.engine.scoring import corpus_cer
 from harness.engine.fit import Checkpointer, FitResult, UpdateLog, fit, use_fused_optimizer
 from harness.engine.splits import Split, drop_unalignable, encode_splits, prepare_splits
 from harness.engine.text import Vocabulary
@@ -207,11 +208,17 @@ class CellSetup:
             self.facts["gpu_memory_mib"] = torch.cuda.get_device_properties(self.device).total_memory / 2**20
 
     # ------------------------------------------------------------------ training and evaluation
-    def fit(self, model: torch.nn.Module, features: FeatureSource, *, lr: float | None = None) -> FitResult:
+    def fit(self, model: torch.nn.Module, features: FeatureSource, *, lr: float | None = None,
+            features_of: Callable[[Split], FeatureSource] | None = None) -> FitResult:
         """Train with the recipe (``lr`` replaces its learning rate): builds the feature cache
         first when the source is to be cached, seeds the generators, checkpoints to
         ``request.checkpoint`` every ``run.checkpoint_minutes`` (and resumes from it), and adds
-        the :class:`FitResult` to the facts."""
+        the :class:`FitResult` to the facts.
+
+        ``features_of`` (the callable :meth:`evaluate` takes) lets :func:`fit` score dev during
+        training: CER every ``train.eval_every`` updates (the dev curve), and with
+        ``train.select = "best-dev"`` the best-scored parameters are the ones returned. A
+        recipe that asks for it without ``features_of`` is a user error naming the protocol's gap."""
         if isinstance(features, CachedFeatures) and features.cached and not features.built:
             model.eval()
             self.build_cache(features)
@@ -219,13 +226,37 @@ class CellSetup:
         train = self.train if lr is None else dataclasses.replace(self.train, lr=float(lr))
         request = self.request
         saver = Checkpointer(request.checkpoint, self.runtime.checkpoint_minutes) if request.checkpoint else None
+        on_eval = None
+        if getattr(train, "eval_every", 0):
+            if features_of is None:
+                raise BenchError("train.eval_every is set, but this protocol does not let the engine score dev during "
+                                 "training (CellSetup.fit got no features_of)",
+                                 "leave train.eval_every and train.select unset for this protocol, or pass "
+                                 "features_of to CellSetup.fit in its run()")
+            on_eval = self.dev_scorer(model, features_of)
         result = fit(model, features, self.splits["train"], train, seed=self.seed, device=self.device,
                      precision=self.precision, amp=self.amp, progress=request.progress, saver=saver,
-                     fused=use_fused_optimizer(self.runtime.fused_optimizer, self.device), on_log=self.on_log)
+                     fused=use_fused_optimizer(self.runtime.fused_optimizer, self.device), on_log=self.on_log,
+                     on_eval=on_eval)
         self.facts.update(result.facts())
         if self.device.type == "cuda":
             self.facts["peak_memory_mib"] = torch.cuda.max_memory_allocated(self.device) / 2**20
         return result
+
+    def dev_scorer(self, model: torch.nn.Module, features_of: Callable[[Split], FeatureSource]) -> Callable[[], float]:
+        """A function decoding dev greedily and returning its corpus CER (for :func:`fit`'s
+        ``on_eval``); the dev features are made once."""
+        split = self.splits["dev"]
+        source = features_of(split)
+
+        def score() -> float:
+            model.eval()
+            if isinstance(source, CachedFeatures) and source.cached and not source.built:
+                source.build_cache()  # a frozen upstream's dev features: computed once, scored many times
+            output = evaluate(model, source, split, self.vocab, self.runtime, self.amp)
+            return corpus_cer(output.hypotheses)
+
+        return score
 
     def evaluate(self, model: torch.nn.Module, features_of: Callable[[Split], FeatureSource],
                  splits: Sequence[str] = ("dev", "test"), metrics: Sequence[MetricSpec] = (),
@@ -285,9 +316,12 @@ def train_head_on_frozen_features(
     if shape.layers is not None:
         setup.facts.update(upstream_layers=shape.layers, upstream_dim=shape.dim)
     setup.record_parameters(head, upstream)
+    def features_of(split):
+        return setup.features(upstream, split, kind)
+
     if setup.train.steps > 0:
-        setup.fit(head, source, lr=lr)
+        setup.fit(head, source, lr=lr, features_of=features_of)
     if describe is not None:
         setup.facts.update(describe(head))
-    results = setup.evaluate(head, lambda split: setup.features(upstream, split, kind))
+    results = setup.evaluate(head, features_of)
     return setup.outcome(results)

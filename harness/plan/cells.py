@@ -69,7 +69,7 @@ def cell_identity(
         "model": model,
         "dataset": {"version": dataset_version, "options": dict(dataset_options)},
         "protocol": {"name": cell.protocol, "version": protocol_version, "options": dict(protocol_options or {})},
-        "train": dataclasses.asdict(train),
+        "train": train.keyed() if hasattr(train, "keyed") else dataclasses.asdict(train),
         "loop_version": LOOP_VERSION,
     }
     if data is not None:

@@ -17,9 +17,10 @@ import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, get_type_hints
+from typing import Any, ClassVar, get_type_hints
 
 from harness.errors import BenchError, did_you_mean
+from harness.plan.sweep import SweepAxis, config_at, parse_axes
 
 DEFAULT_CONFIG = "bench.toml"
 #: the default configuration shipped with the package (the repository's bench.toml, commented)
@@ -58,6 +59,27 @@ class TrainSettings:
     vocab_min_fraction: float = 1e-5
     #: training utterances longer than this many seconds are skipped (and counted)
     max_seconds: float = 30.0
+    #: score dev (CER) every this many updates during training, stored as the cell's dev curve
+    #: (``record.train.dev_curve``); 0: never (dev is decoded once, after training)
+    eval_every: int = 0
+    #: which parameters decode test: "last" (after the last update, the study's) or "best-dev"
+    #: (those of the update with the lowest dev CER among the scored ones; needs eval_every)
+    select: str = "last"
+    #: learning rate of the CTC output layer when it should differ from ``lr`` (the rest of the
+    #: model keeps ``lr``); 0: the same as ``lr``
+    head_lr: float = 0.0
+
+    #: settings that enter a cell's key only when they differ from these values, so that adding
+    #: them left every stored cell's key as it was
+    KEYED_WHEN_SET: ClassVar[Mapping[str, Any]] = {"eval_every": 0, "select": "last", "head_lr": 0.0}
+
+    def keyed(self) -> dict[str, Any]:
+        """The recipe as it enters a cell's key (:data:`KEYED_WHEN_SET` left out at their defaults)."""
+        out = dataclasses.asdict(self)
+        for name, neutral in self.KEYED_WHEN_SET.items():
+            if out[name] == neutral:
+                del out[name]
+        return out
 
     def __post_init__(self) -> None:
         checks = [
@@ -71,6 +93,11 @@ class TrainSettings:
             (0 <= self.mask_time_prob < 1, "train.mask_time_prob must be in [0, 1)"),
             (0 <= self.vocab_min_fraction < 1, "train.vocab_min_fraction must be in [0, 1)"),
             (self.max_seconds > 0, "train.max_seconds must be > 0"),
+            (self.eval_every >= 0, "train.eval_every must be >= 0 (0: no dev scoring during training)"),
+            (self.select in ("last", "best-dev"), f"train.select must be \"last\" or \"best-dev\", got {self.select!r}"),
+            (self.select == "last" or self.eval_every > 0,
+             "train.select = \"best-dev\" needs dev scores during training: set train.eval_every (e.g. 25)"),
+            (self.head_lr >= 0, "train.head_lr must be >= 0 (0: the same as train.lr)"),
         ]
         for ok, message in checks:
             if not ok:
@@ -147,6 +174,9 @@ class RunConfig:
     decoder_options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     #: where the configuration came from (for messages and the record)
     source: str = "(defaults)"
+    #: swept settings (``run.sweep``, ``--sweep``): each combination of their values is a point
+    #: of the matrix (:mod:`harness.plan.sweep`); empty: one point, the configuration itself
+    sweep: tuple[SweepAxis, ...] = ()
 
 
 def runtime_fingerprint(config: RunConfig) -> str:
@@ -186,9 +216,15 @@ def check_sections(config: RunConfig, registry: Any, selected_models: Sequence[s
 
 
 _RUN_KEYS = {"models", "datasets", "langs", "seeds", "metrics", "protocols", "store", "cache_dir", "report_dir",
-             "executor", "decoders"}
+             "executor", "decoders", "sweep"}
 _RUNTIME_KEYS = {f.name for f in dataclasses.fields(RuntimeSettings)}
 _TOP_SECTIONS = {"run", "train", "datasets", "models", "executors", "protocols", "decoders", "presets"}
+
+
+def train_setting_types() -> dict[str, Any]:
+    """The recipe's settings and their types (``[train]`` keys)."""
+    hints = get_type_hints(TrainSettings)
+    return {f.name: hints[f.name] for f in dataclasses.fields(TrainSettings)}
 
 
 def _coerce(where: str, value: Any, annotation: Any) -> Any:
@@ -367,7 +403,7 @@ def _build(data: dict, preset: str, base_dir: Path, source: str) -> RunConfig:
     run.pop("preset", None)
     _check_keys("[run]", run, _RUN_KEYS | _RUNTIME_KEYS)
     train = data.get("train", {})
-    train_hints = get_type_hints(TrainSettings)
+    train_hints = train_setting_types()
     _check_keys("[train]", train, set(train_hints))
     train_settings = TrainSettings(**{k: _coerce(f"train.{k}", v, train_hints[k]) for k, v in train.items()})
     runtime_hints = get_type_hints(RuntimeSettings)
@@ -388,7 +424,7 @@ def _build(data: dict, preset: str, base_dir: Path, source: str) -> RunConfig:
         if not isinstance(table, Mapping) or not all(isinstance(v, Mapping) for v in table.values()):
             raise BenchError(f"[{name}] must hold tables such as [{name}.NAME]", f"see docs/configuration.md (Sections: [{name}.NAME])")
         sections[name] = {k: dict(v) for k, v in table.items()}
-    return RunConfig(
+    config = RunConfig(
         models=_names("run.models", run["models"]) if "models" in run else defaults.models,
         datasets=_names("run.datasets", run["datasets"]) if "datasets" in run else defaults.datasets,
         langs=_names("run.langs", run["langs"]) if "langs" in run else defaults.langs,
@@ -409,4 +445,9 @@ def _build(data: dict, preset: str, base_dir: Path, source: str) -> RunConfig:
         decoders=_names("run.decoders", run["decoders"]) if "decoders" in run else defaults.decoders,
         decoder_options=sections["decoders"],
         source=source,
+        sweep=parse_axes(run.get("sweep")),
     )
+    for axis in config.sweep:  # every value checked like the option itself, before any planning
+        for value in axis.values:
+            config_at(config, ((axis.key, value),))
+    return config

@@ -17,6 +17,7 @@ from harness.api import DatasetRequest, DatasetSpec, MetricSpec, ModelSpec, Prot
 from harness.plan.config import RunConfig, check_sections
 from harness.errors import BenchError, did_you_mean
 from harness.plan.cells import Cell, cell_identity, cell_key
+from harness.plan.sweep import Point, SweepAxis, config_at, point_label, points
 from harness.plugins import PluginError, Registered, Registry, plugin_call
 
 ALL = "all"
@@ -45,12 +46,17 @@ class PlannedCell:
     protocol: Registered[ProtocolSpec]
     #: the protocol's options merged over its defaults
     protocol_options: Mapping[str, Any]
+    #: the cell's point of the run's sweep (``((key, value), ...)``; empty without a sweep):
+    #: :func:`harness.plan.sweep.config_at` gives the configuration it is computed with
+    point: Point = ()
 
 
 @dataclass(frozen=True)
 class Plan:
     cells: tuple[PlannedCell, ...]
     metrics: tuple[MetricSpec, ...]
+    #: the swept settings (each cell's ``point`` sets one value of each)
+    sweep: tuple[SweepAxis, ...] = ()
 
 
 # --------------------------------------------------------------------------- paths of a run
@@ -175,7 +181,45 @@ def _check_dataset_options(name: str, options: Mapping[str, Any], spec: DatasetS
                 )
 
 
+def _check_sweep_targets(config: RunConfig, plan_models: Sequence[str], datasets: Sequence[str],
+                         protocols: Sequence[str]) -> None:
+    """A swept plugin option must belong to a dataset, protocol or model of the run."""
+    selected = {"datasets": set(datasets), "protocols": set(protocols), "models": set(plan_models)}
+    for axis in config.sweep:
+        if axis.plugin is not None and axis.plugin not in selected[axis.section]:
+            kind = axis.section[:-1]
+            known = selected[axis.section]
+            raise BenchError(f"the sweep of {axis.key} names {kind} {axis.plugin!r}, which this run does not "
+                             f"have.{did_you_mean(axis.plugin, known)}",
+                             f"{axis.section} of this run: {', '.join(sorted(known))}; sweep one of theirs, or "
+                             f"add {axis.plugin} to the run")
+
+
 def plan_run(config: RunConfig, registry: Registry) -> Plan:
+    """The run's cells: models x datasets x languages x seeds x protocols, at every point of its
+    sweep (each point planned as a run with those values set, so its cells have the keys that
+    run would give them)."""
+    if not config.sweep:
+        return _plan_point(config, registry)
+    names = {"datasets": sorted(registry.datasets) if ALL in config.datasets else list(config.datasets),
+             "protocols": sorted(registry.protocols) if ALL in config.protocols else list(config.protocols)}
+    _check_sweep_targets(config, list(resolve_models(config, registry)), names["datasets"], names["protocols"])
+    cells: dict[str, PlannedCell] = {}
+    metrics: tuple[MetricSpec, ...] = ()
+    for point in points(config.sweep):
+        try:
+            planned = _plan_point(config_at(config, point), registry)
+        except BenchError as exc:  # a plugin's own check of a swept value: say which point
+            if exc.message.startswith("sweep "):
+                raise
+            raise BenchError(f"sweep {point_label(point)}: {exc.message}", exc.hint) from None
+        metrics = planned.metrics
+        for c in planned.cells:  # a value that does not change the key (a location option) is one cell
+            cells.setdefault(c.key, dataclasses.replace(c, point=point))
+    return Plan(tuple(cells.values()), metrics, config.sweep)
+
+
+def _plan_point(config: RunConfig, registry: Registry) -> Plan:
     models = resolve_models(config, registry)
     protocols = resolve_protocols(config, registry)
     for mname, (model, _) in models.items():

@@ -2,7 +2,8 @@
 
 Both sides are JSON files written by ``bench report --json FILE`` (or the ``matrix.json`` of
 any report). Entries are compared per (model, dataset, language, split, metric) on the mean
-over seeds. For a lower-is-better metric a regression is ``current - baseline`` above the
+over seeds, and per model's summaries across languages (the macro-average and the mean of the
+worst languages, keyed as the languages ``(macro-average)`` and ``(worst-k mean)``). For a lower-is-better metric a regression is ``current - baseline`` above the
 tolerance ``max(absolute, relative * baseline)``; an improvement is the mirror image.
 """
 
@@ -65,9 +66,13 @@ def results_from_summary(rows: list[Mapping]) -> dict[Key, float]:
 
 
 def load_results(path: str | Path) -> dict[Key, float]:
+    from harness.report.summaries import compare_entries
+
     path = Path(path)
     try:
-        return results_from_summary(json.loads(path.read_text())["summary"])
+        payload = json.loads(path.read_text())
+        # the summaries across languages (macro-average, worst-k mean) are compared like languages
+        return results_from_summary(payload["summary"]) | compare_entries(payload.get("across_languages") or [])
     except FileNotFoundError:
         raise BenchError(f"results file {str(path)!r} does not exist",
                          "write one with `bench report --json FILE`") from None

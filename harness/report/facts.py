@@ -360,11 +360,22 @@ def loss_figure(cells: Sequence[StoredCell], path: Path) -> Path | None:
     # fixed margins in inches: no layout engine (it measured every tick label: seconds per page)
     fig.subplots_adjust(left=1.1 / width, right=1 - 0.2 / width, bottom=0.5 / height, top=1 - 0.55 / height,
                         wspace=0.12, hspace=0.15)
+    dev_axes: dict[int, Any] = {}  # train.eval_every: dev CER on a second axis of the same panel
     for c, curve in sorted(curves, key=lambda item: item[0].seed):
         ax = axes[models.index(label(c, protocols))][columns.index(_column(c, datasets))]
         updates = c.record.train.updates or LOSS_EVERY * len(curve)
         xs = [min(LOSS_EVERY * (i + 1), updates) for i in range(len(curve))]
-        ax.plot(xs, curve, linewidth=1.0, label=f"seed {c.seed}")
+        drawn = ax.plot(xs, curve, linewidth=1.0, label=f"seed {c.seed}")
+        dev = c.record.train.dev_curve
+        if dev:
+            twin = dev_axes.setdefault(id(ax), ax.twinx())
+            twin.plot([u for u, _ in dev], [v for _, v in dev], linestyle="--", marker=".", linewidth=0.9,
+                      color=drawn[0].get_color())
+            twin.tick_params(labelsize=6)
+            chosen = c.record.train.selected_update
+            if chosen is not None:
+                twin.plot([chosen], [dict(dev).get(chosen, float("nan"))], marker="*", markersize=8,
+                          color=drawn[0].get_color())
     for i, model in enumerate(models):
         axes[i][0].set_ylabel(model, fontsize=8)
         for j, column in enumerate(columns):
@@ -380,7 +391,10 @@ def loss_figure(cells: Sequence[StoredCell], path: Path) -> Path | None:
     handles, labels = axes[0][0].get_legend_handles_labels()
     if len(handles) > 1:
         fig.legend(handles, labels, loc="upper right", fontsize=7, ncol=min(len(handles), 5))
-    fig.suptitle("training loss (CTC, mean over each 25 updates)", fontsize=10, x=0.01, ha="left")
+    title = "training loss (CTC, mean over each 25 updates)"
+    if dev_axes:
+        title += "; dashed, right axis: dev CER during training (★ the update kept, train.select = best-dev)"
+    fig.suptitle(title, fontsize=10 if not dev_axes else 8, x=0.01, ha="left")
     fig.savefig(path)
     plt.close(fig)
     return path

@@ -30,6 +30,7 @@ from harness.plan.cells import DEFAULT_PROTOCOL
 from harness.engine.scoring import BLANK_SHARE, is_blank
 from harness.store.results import StoredCell
 from harness.report.stats import correction_note
+from harness.plan.sweep import Point, SweepAxis
 
 #: marks a blank-output cell in tables
 BLANK_MARK = "†"
@@ -486,20 +487,32 @@ def decoding_table(rows: Sequence[Mapping]) -> tuple[list[str], list[list[str]],
 
 def write_reports(cells: Sequence[StoredCell], out_dir: Path, metrics: Sequence[str],
                   json_copy: Path | None = None, lower_is_better: Mapping[str, bool] | None = None,
-                  hypotheses: Mapping[str, Sequence[tuple[str, str, str]]] | None = None) -> dict[str, Path]:
+                  hypotheses: Mapping[str, Sequence[tuple[str, str, str]]] | None = None,
+                  sweep: Sequence[SweepAxis] = (), points: Mapping[str, Point] | None = None) -> dict[str, Path]:
     """Write the matrix as CSV, JSON, Markdown, LaTeX, heatmaps (PNG) and one HTML page.
 
     ``lower_is_better``: the direction of each metric (default: lower is better); every "best",
     ranking and colour scale follows it. ``hypotheses``: key -> the cell's stored test rows
     (utterance, reference, hypothesis), for the sample transcripts and the bootstrap intervals of
-    CER (left out: neither is reported).
+    CER (left out: neither is reported). ``sweep``: the run's swept settings (``points``: each
+    cell's point, by key; read from the cells' identities when left out): per model and
+    language the point best on dev is chosen (:mod:`harness.report.selection`) and every table,
+    statistic and summary is of the chosen cells; data amounts are kept apart as regimes.
     """
     from harness.report import facts as facts_
     from harness.report import page as page_
+    from harness.report import selection as selection_
+    from harness.report import summaries as summaries_
 
     hypotheses = dict(hypotheses or {})
     direction = {m: True for m in metrics} | dict(lower_is_better or {})
     out_dir.mkdir(parents=True, exist_ok=True)
+    swept_cells = list(cells)
+    selection = None
+    if sweep and metrics:  # choices on dev; everything below is of the chosen cells
+        selection = selection_.select_on_dev(swept_cells, sweep, metrics[0], direction[metrics[0]], points)
+        cells = selection_.regime_cells([c for c in swept_cells if c.key in selection.chosen_keys], sweep,
+                                        selection.point_by_key)
     frame = cells_frame(cells)
     summary = summary_frame(frame)
     protocols = protocols_of(summary) if len(summary) else [DEFAULT_PROTOCOL]
@@ -521,6 +534,8 @@ def write_reports(cells: Sequence[StoredCell], out_dir: Path, metrics: Sequence[
     cell_ci, group_ci = facts_.intervals(cells, hypotheses)
     sd_of = {(r.protocol, r.model, r.dataset, r.language): (r.mean, r.sd, int(r.n))
              for r in summary.itertuples(index=False) if r.metric == "cer" and r.split == "test"}
+    across = summaries_.across_languages(summary, direction)
+    curve_rows = selection_.learning_curve_rows(selection, swept_cells) if selection is not None else []
     paths = {"csv": out_dir / "matrix.csv", "json": out_dir / "matrix.json", "md": out_dir / "matrix.md",
              "tex": out_dir / "matrix.tex", "html": out_dir / "report.html"}
     summary.to_csv(paths["csv"], index=False)
@@ -538,6 +553,8 @@ def write_reports(cells: Sequence[StoredCell], out_dir: Path, metrics: Sequence[
              "cer_test_interval": cell_ci[c.key].as_dict() if c.key in cell_ci else None,
              "layer_weights": c.record.train.to_json().get("layer_weights"),
              "loss_curve": list(c.record.train.loss_curve) or None,
+             "dev_curve": [list(point) for point in c.record.train.dev_curve] or None,
+             "selected_update": c.record.train.selected_update,
              "git_revision": c.record.git_revision, "finished_at": c.finished_at,
              "duration_s": c.duration_s}
             for c in cells
@@ -556,7 +573,19 @@ def write_reports(cells: Sequence[StoredCell], out_dir: Path, metrics: Sequence[
         "findings": {d: [f.as_dict() for f in items] for d, items in found.items()},
         "statistics": {"correction": correction_note(found) if found else None,
                        "uninformative_metrics": {m: why for m, why in silent.items()}},
+        "across_languages": [item.as_dict() for item in across],
     }
+    if selection is not None:
+        payload["sweep"] = {
+            "axes": [{"key": a.key, "values": list(a.values), "chosen_on_dev": not a.is_data_amount}
+                     for a in selection.axes],
+            "metric": selection.metric, "split": selection_.CHOICE_SPLIT, "statement": selection.statement(),
+            "choices": [choice.as_dict() for choice in selection.choices],
+            "learning_curves": curve_rows,
+            "cells": [{"key": c.key, "protocol": c.protocol, "model": c.model, "dataset": c.dataset,
+                       "language": c.language, "seed": c.seed, "point": dict(selection.point_by_key.get(c.key, ())),
+                       "chosen": c.key in selection.chosen_keys, "metrics": c.metrics} for c in swept_cells],
+        }
     text = json.dumps(payload, indent=2, default=float) + "\n"
     paths["json"].write_text(text)
     if json_copy is not None:
@@ -574,6 +603,8 @@ def write_reports(cells: Sequence[StoredCell], out_dir: Path, metrics: Sequence[
     tex = []
     blocks = page_.findings_html(found, metrics[0], correction_note(found) if found else "",
                                  list(silent.values())) if metrics else []
+    if selection is not None:
+        _sweep_blocks(selection, swept_cells, curve_rows, out_dir, paths, md, blocks)
     datasets = sorted({c.dataset for c in cells})
     for protocol in protocols:
         named = len(protocols) > 1 or protocol != DEFAULT_PROTOCOL
@@ -586,7 +617,8 @@ def write_reports(cells: Sequence[StoredCell], out_dir: Path, metrics: Sequence[
                     continue
                 title = (f"{metric.upper()} ({split}){suffix}, mean ± sd over seeds; best per language in bold "
                          f"({m.direction()})")
-                note = " ".join(part for part in (silent.get(metric, ""), m.footnote()) if part)
+                chosen = selection.statement() if selection is not None else ""
+                note = " ".join(part for part in (chosen, silent.get(metric, ""), m.footnote()) if part)
                 md += [f"## {title}\n", tabulate([_families_row(m), *m.rows(lambda t: f"**{t}**")],
                                                  headers=["model", *m.columns], tablefmt="github",
                                                  disable_numparse=True) + "\n" + (f"\n{note}\n" if note else "")]
@@ -618,6 +650,15 @@ def write_reports(cells: Sequence[StoredCell], out_dir: Path, metrics: Sequence[
                                                       for r, model, mean, blank in ranked)]
                                         for c, ranked in rankings(m).items()], headers=["language", "ranking"],
                                        tablefmt="github") + "\n")
+    for metric in shown_metrics[:1]:
+        heads, rows = summaries_.summary_rows(across, metric, "test")
+        if rows:
+            title = f"{metric.upper()} (test) across languages: macro-average, worst languages, spread"
+            note = ("Per model, over the languages it has results for (each language counts once): the mean, the "
+                    f"worst languages ({'highest' if direction[metric] else 'lowest'} {metric.upper()}) and their "
+                    "mean, and how far apart its best and worst language are.")
+            md += [f"## {title}\n", note + "\n", page_.md_table(heads, rows) + "\n"]
+            blocks.append((title, f"<p class='caption'>{html_escape(note)}</p>" + page_.html_table(heads, rows)))
     weights_png = layer_weights_figure(trained, out_dir / "layer_weights.png")
     if weights_png is not None:
         paths["layer_weights"] = weights_png
@@ -670,3 +711,47 @@ def write_reports(cells: Sequence[StoredCell], out_dir: Path, metrics: Sequence[
     paths["tex"].write_text("\n".join(tex))
     paths["html"].write_text(page_.page(facts, blocks))
     return paths
+
+
+def _sweep_blocks(selection, swept_cells: Sequence[StoredCell], curve_rows, out_dir: Path, paths: dict, md: list,
+                  blocks: list) -> None:
+    """The report's part on a sweep: the choices made on dev (grid-edge choices flagged), the
+    sensitivity picture and the data-regime learning curves."""
+    from harness.report import page as page_
+    from harness.report import selection as selection_
+
+    if selection.tuned:
+        heads, rows = selection_.choice_rows(selection, swept_cells)
+        title = "Choices made on dev"
+        edge = selection.edge_choices()
+        note = selection.statement() + (
+            f" {len(edge)} of {len(selection.choices)} choices are at the edge of their grid: the best value may lie "
+            "beyond it — widen the grid." if edge else " No choice is at the edge of its grid.")
+        md += [f"## {title}\n", note + "\n", page_.md_table(heads, rows) + "\n"]
+        body = f"<p class='caption'>{html_escape(note)}</p>" + page_.html_table(heads, rows)
+        png = selection_.sensitivity_figure(selection, out_dir / "sensitivity.png")
+        if png is not None:
+            paths["sensitivity"] = png
+            caption = ("Per model, the dev metric (mean over seeds) against each swept setting, one line per "
+                       "language; the star marks the value chosen. A flat line: the model does not care; a minimum "
+                       "at the end of a line: the grid is too narrow.")
+            body += page_.figure_html(png, "sensitivity to the swept settings", caption)
+            md.append(f"![sensitivity](sensitivity.png)\n\n{caption}\n")
+        blocks.append((title, body))
+    if curve_rows:
+        png = selection_.learning_curve_figure(curve_rows, out_dir / "learning_curves.png")
+        title = "Learning curves: the metric against the amount of training data"
+        caption = ("Per language, one line per model: test metric (mean ± sd over seeds, at the values chosen on dev "
+                   "for each amount) against the training amount, log scale.")
+        heads = ["model", "dataset", "language", "setting", "amount", "mean", "sd", "seeds"]
+        rows = [[r["model"] if r["protocol"] == "finetune" else f"{r['model']} [{r['protocol']}]", r["dataset"],
+                 r["language"], r["axis"], f"{r['amount']:g}", f"{r['mean']:.3f}", f"{r['sd']:.3f}", str(r["n"])]
+                for r in curve_rows]
+        body = f"<p class='caption'>{html_escape(caption)}</p>"
+        if png is not None:
+            paths["learning_curves"] = png
+            body += page_.figure_html(png, "learning curves", caption)
+            md.append(f"## {title}\n\n![learning curves](learning_curves.png)\n\n{caption}\n")
+        body += page_.html_table(heads, rows)
+        md.append(page_.md_table(heads, rows) + "\n")
+        blocks.append((title, body))

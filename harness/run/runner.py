@@ -17,6 +17,7 @@ from harness.store.outputs import OutputStore
 from harness.plan.config import RunConfig, runtime_fingerprint
 from harness.engine.device import resolve_device, resolve_precision
 from harness.errors import BenchError, MissingInput
+from harness.plan.sweep import config_at
 from harness.plan.planner import ALL, Plan, PlannedCell, checkpoint_path, data_request, plan_run, resolve_models
 from harness.plugins import Registry, plugin_call, process_registry
 from harness.run.executors import Executor
@@ -174,7 +175,8 @@ def execute(plan: Plan, config: RunConfig, store: ResultStore, progress: Progres
                 continue
             with heartbeat.lock:
                 heartbeat.held.add(planned.key)
-            yield CellTask(config, planned.cell, planned.key)
+            # a swept cell is computed with the configuration of its point (which plans to its key)
+            yield CellTask(config_at(config, planned.point) if planned.point else config, planned.cell, planned.key)
 
     def on_result(result: CellResult | CellFailure) -> None:
         c = result.cell

@@ -48,6 +48,10 @@ class TrainFacts:
     loss_curve: tuple[float, ...] = ()
     """mean loss per window of 25 updates"""
     resumed_from_update: int | None = None
+    dev_curve: tuple[tuple[int, float], ...] = ()
+    """``train.eval_every``: (update, dev CER) each time dev was scored during training"""
+    selected_update: int | None = None
+    """``train.select = "best-dev"``: the update whose parameters decoded dev and test"""
     encode_seconds: float | None = None
     """seconds of the one-off feature cache pass, and of decoding per split"""
     eval_seconds: Mapping[str, float] | None = None
@@ -69,6 +73,8 @@ class TrainFacts:
         for key in ("loss_curve", "layer_weights"):
             if known.get(key) is not None:
                 known[key] = tuple(known[key])
+        if known.get("dev_curve") is not None:
+            known["dev_curve"] = tuple((int(u), float(v)) for u, v in known["dev_curve"])
         extra = {**data.get("extra", {}), **{k: v for k, v in data.items() if k not in names and k != "extra"}}
         return cls(**known, extra=extra)
 
@@ -77,6 +83,7 @@ class TrainFacts:
         for key in ("loss_curve", "layer_weights"):
             if out[key] is not None:
                 out[key] = list(out[key])
+        out["dev_curve"] = [list(point) for point in out["dev_curve"]] or None  # left out when not scored
         out = {k: v for k, v in out.items() if v is not None and not (k == "loss_curve" and not v)}
         return {**out, **dict(self.extra)}
 

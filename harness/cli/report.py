@@ -8,8 +8,8 @@ from pathlib import Path
 
 
 from harness.cli.common import (chosen_cells, config_from_args, decoded, decoders_of, existing_store,
-                                metric_directions, print_choices)
-                                other_decoders, print_decoding, print_matrix, selection_flags, stored_cells)
+                                metric_directions, other_decoders, print_choices, print_decoding, print_matrix,
+                                selection_flags, stored_cells)
 from harness.plugins import process_registry
 
 

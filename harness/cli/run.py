@@ -8,8 +8,7 @@ import sys
 from tabulate import tabulate
 
 from harness.cli.common import (chosen_cells, config_from_args, decoded, decoders_of, other_decoders, print_matrix,
-                                scored)
-                                selection_flags)
+                                scored, selection_flags)
 from harness.errors import BenchError
 from harness.plan.config import runtime_fingerprint
 from harness.plugins import process_registry

@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from conftest import install_fake_distribution
+from golden_cells import tiny_splits
 from harness.api import DatasetSplits, Utterance
 from harness.store.results import ResultStore
 
@@ -145,20 +146,6 @@ def test_superb_options_are_checked(bench, small_config):
     assert code == 2 and "multiple of heads" in err
 
 
-def _tiny_splits() -> DatasetSplits:
-    rng = np.random.default_rng(0)
-    words = ["ab", "ba", "abba", "baab", "aab"]
-
-    def utterances(n, offset):
-        out = []
-        for i in range(n):
-            text = " ".join(words[(i + j + offset) % len(words)] for j in range(2))
-            out.append(Utterance(f"u{offset}-{i}", rng.normal(0, 0.3, 16000 + 800 * (i % 5)).astype(np.float32), text))
-        return out
-
-    return DatasetSplits(utterances(12, 0), utterances(4, 1), utterances(4, 2))
-
-
 @pytest.mark.parametrize("downstream", ["transformer", "lstm"])
 def test_superb_hidden_state_cache_is_exact(downstream):
     """The cached hidden states give the same updates as computing them for every batch."""
@@ -171,7 +158,7 @@ def test_superb_hidden_state_cache_is_exact(downstream):
     outcomes = {}
     for setting in ("on", "off"):
         request = ProtocolRequest(
-            build_model=lambda r: build_tiny("wav2vec2", r), data=_tiny_splits(), language="de", seed=3,
+            build_model=lambda r: build_tiny("wav2vec2", r), data=tiny_splits(), language="de", seed=3,
             train=TrainSettings(steps=30, batch_seconds=3.0, lr=3e-3),
             runtime=RuntimeSettings(device="cpu", feature_cache=setting), options=options)
         outcomes[setting] = superb.run(request)

@@ -6,13 +6,11 @@ from __future__ import annotations
 import json
 import math
 
-import numpy as np
 import pandas as pd
 import pytest
 
 from conftest import install_fake_distribution
 from golden_cells import tiny_splits
-from harness.api import DatasetSplits, Utterance
 from harness.store.results import ResultStore
 
 ORACLE_SOURCE = '''

@@ -127,6 +127,9 @@ def test_outside_a_checkout_bench_runs_the_documented_default_study(tmp_path):
     from harness.plan.config import PACKAGED_CONFIG
 
     assert PACKAGED_CONFIG.read_text() == (ROOT / "bench.toml").read_text()  # one default, shipped with the package
+    from harness.plan.config import load_config
+
+    assert load_config(ROOT / "bench.toml").store == ROOT / ".bench" / "results.sqlite"  # paths from the link's folder
     done = _bench("run", "--dry-run", cwd=tmp_path, env={"BENCH_CACHE_DIR": str(tmp_path / "cache")})
     assert done.returncode == 0, done.stderr
     assert "27 cells, 0 stored, 27 to compute (preset tiny-study, 150 updates each" in done.stdout

@@ -360,7 +360,7 @@ def load_config(
     if path is not None:
         path = Path(path)
         data = read_toml(path)
-        base_dir = path.resolve().parent
+        base_dir = path.absolute().parent  # not resolve(): a linked bench.toml keeps its own folder
         source = str(path)
     else:  # outside a checkout: the default study the docs describe, shipped with bench (paths from here)
         data = read_toml(PACKAGED_CONFIG)

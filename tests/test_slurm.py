@@ -88,7 +88,9 @@ def _job_ids(name_prefix: str) -> list[str]:
 def test_preempted_job_is_requeued_and_resumes_from_its_checkpoint(small_config, cache_dir, tmp_path):
     """Slurm preemption as `scancel --signal=TERM` then `scontrol requeue`: the job starts again and
     the cell resumes from its in-cell checkpoint, with the numbers of an uninterrupted run."""
-    slow = ("--set", "train.steps=60", "--set", "run.checkpoint_minutes=0.002")
+    # long enough that the requeue's kill comes before the end: the job ignores SIGTERM (submitit) and
+    # Slurm kills it only after KillWait (5 s), so a cell finishing within that would never be requeued
+    slow = ("--set", "train.steps=300", "--set", "run.checkpoint_minutes=0.002")
     env = {**os.environ, "BENCH_CACHE_DIR": str(cache_dir)}
     store = tmp_path / "preempted.sqlite"
     checkpoints = cache_dir / "checkpoints"

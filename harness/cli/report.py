@@ -38,6 +38,7 @@ def run(args: argparse.Namespace) -> int:
     paths = write_reports(cells, out, config.metrics, Path(args.json) if args.json else None,
                           metric_directions(process_registry()), hypotheses, swept["sweep"], swept["points"])
     payload = json.loads(paths["json"].read_text())
+    stored = len({c.key for c in cells if c.decoder == "greedy"})  # every stored cell, before a sweep's choice
     if swept["sweep"]:
         print_choices(payload)
         cells = chosen_cells(config, cells, swept)
@@ -50,7 +51,6 @@ def run(args: argparse.Namespace) -> int:
         print(statistics["correction"])
     for why in statistics.get("uninformative_metrics", {}).values():
         print(f"Note: {why}")
-    stored = len({c.key for c in cells if c.decoder == "greedy"})
     missing = planned - stored
     if other_decoders(config):
         print(f"\ndecoders: {', '.join(config.decoders)} (decoded from stored outputs; no cell was trained again)")

@@ -264,6 +264,10 @@ def sensitivity_figure(selection: Selection, path: Path) -> Path | None:
                         color=drawn[0].get_color())
             if _log_scale(axis.values):
                 ax.set_xscale("log")
+                ax.minorticks_off()  # the grid's own values as ticks (log minor labels pile up on a short range)
+            numeric = [v for v in axis.values if isinstance(v, (int, float)) and not isinstance(v, bool)]
+            if numeric:
+                ax.set_xticks(numeric, [f"{v:g}" for v in numeric])
             ax.tick_params(labelsize=7)
             ax.grid(alpha=0.3)
             ax.set_xlabel(axis.key, fontsize=8)

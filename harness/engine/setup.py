@@ -55,6 +55,23 @@ def check_frame_lengths(model: SpeechCTCModel, split: Split, device: torch.devic
         )
 
 
+def data_facts(device: torch.device, precision: str, cached: bool, vocab: Vocabulary,
+               splits: Mapping[str, Split]) -> dict[str, Any]:
+    """What a cell's record says about how it computed and what it trained on: device,
+    precision, feature cache, vocabulary size, training utterances and hours, and the characters
+    outside the vocabulary per split (dropped from training labels, left in eval references)."""
+    train_split = splits["train"]
+    return {
+        "device": str(device),
+        "precision": precision,
+        "feature_cache": cached,
+        "vocab_size": len(vocab),
+        "train_utterances": len(train_split.ids),
+        "train_hours": sum(train_split.samples) / SAMPLING_RATE / 3600,
+        "oov_chars": {n: s.oov_chars for n, s in splits.items()},
+    }
+
+
 @dataclass(frozen=True)
 class FeatureShape:
     """What a head trained on frozen features gets to size itself."""
@@ -184,19 +201,8 @@ class CellSetup:
 
     # ------------------------------------------------------------------ facts
     def record_data(self, cached: bool) -> None:
-        """Facts about how the cell computes and what it trains on (device, precision, feature
-        cache, vocabulary size, training utterances and hours, characters outside the vocabulary)."""
-        train_split = self.splits["train"]
-        self.facts.update({
-            "device": str(self.device),
-            "precision": self.precision,
-            "feature_cache": cached,
-            "vocab_size": len(self.vocab),
-            "train_utterances": len(train_split.ids),
-            "train_hours": sum(train_split.samples) / SAMPLING_RATE / 3600,
-            # characters outside the vocabulary: dropped from training labels, left in eval references
-            "oov_chars": {n: s.oov_chars for n, s in self.splits.items()},
-        })
+        """Facts about how the cell computes and what it trains on (:func:`data_facts`)."""
+        self.facts.update(data_facts(self.device, self.precision, cached, self.vocab, self.splits))
 
     def record_parameters(self, trained: torch.nn.Module, *frozen: torch.nn.Module) -> None:
         """Trainable and total parameters (``frozen``: modules that count in the total only)."""

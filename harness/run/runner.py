@@ -23,7 +23,9 @@ from harness.plugins import Registry, plugin_call, process_registry
 from harness.run.executors import Executor
 from harness.run.prepare_models import prepare_models
 from harness.run.progress import Progress
+from harness.run.tracking import TrackerSet, WarnOnce, new_run_id, resolve_trackers
 from harness.store.results import ResultStore
+from harness.tracking import RunFinished, RunStarted
 
 __all__ = ["ALL", "Plan", "PlannedCell", "RunSummary", "execute", "plan_run", "resolve_models"]
 
@@ -161,12 +163,50 @@ def execute(plan: Plan, config: RunConfig, store: ResultStore, progress: Progres
                 progress.log(f"FAILED {c.label()}: {exc.message}")
     pending = [p for p in pending if p.key not in problems]
 
-    # models made here (pre-trained, say) are made once, in this process, before any cell
-    prepare_models(((p.model.spec, p.model_options) for p in pending), config, registry, progress)
-    heartbeat = _Heartbeat(store)
-    heartbeat.start()
+    run_id = new_run_id()
+    warn_once = WarnOnce(progress.log if progress else None)
+    tracking = TrackerSet.open(config, registry, "run", run_id, warn=warn_once)
+    if progress:
+        progress.matrix([c.cell for c in plan.cells], _stored_scores(store, plan, done, config), config.metrics[0],
+                        len(pending))
+    cells = [c.cell for c in plan.cells]
+    tracking.emit(RunStarted(run_id, len(plan.cells), len(pending), tuple(dict.fromkeys(c.model for c in cells)),
+                             tuple(dict.fromkeys(c.language for c in cells)),
+                             tuple(dict.fromkeys(c.seed for c in cells)), config.preset, str(store.path)))
     counts = {"computed": 0, "others": 0}
     failures: list[CellFailure] = list(unusable)
+    heartbeat = _Heartbeat(store)
+    interrupted = True
+    try:
+        # models made here (pre-trained, say) are made once, in this process, before any cell
+        prepare_models(((p.model.spec, p.model_options) for p in pending), config, registry, progress,
+                       tracking=tracking, run_id=run_id)
+        heartbeat.start()
+        _compute_cells(pending, config, store, executor, progress, heartbeat, counts, failures, runtime, run_id,
+                       warn_once)
+        interrupted = False
+    finally:
+        tracking.emit(RunFinished(run_id, counts["computed"], tuple(f.cell.label() for f in failures),
+                                  time.perf_counter() - start, interrupted))
+        tracking.close(timeout=10 if interrupted else None)
+    return RunSummary(len(plan.cells), len(done), counts["computed"], time.perf_counter() - start, tuple(failures),
+                      skipped_failed, counts["others"])
+
+
+def _stored_scores(store: ResultStore, plan: Plan, done: set[str], config: RunConfig) -> dict:
+    """The test score (the run's first metric) of each planned cell stored already, for the live matrix."""
+    if not done:
+        return {}
+    metric = config.metrics[0]
+    by_key = {c.key: c.cell for c in plan.cells}
+    return {by_key[c.key]: c.metrics.get("test", {}).get(metric) for c in store.cells(done) if c.key in by_key}
+
+
+def _compute_cells(pending: list[PlannedCell], config: RunConfig, store: ResultStore, executor: Executor,
+                   progress: Progress | None, heartbeat: _Heartbeat, counts: dict, failures: list[CellFailure],
+                   runtime: str, run_id: str, warn_once: WarnOnce) -> None:
+    """Hand the pending cells to the executor and store each result or failure as it comes back."""
+    metric = config.metrics[0]
 
     def tasks():
         for planned in pending:
@@ -175,11 +215,16 @@ def execute(plan: Plan, config: RunConfig, store: ResultStore, progress: Progres
                 continue
             with heartbeat.lock:
                 heartbeat.held.add(planned.key)
+            if progress:
+                progress.cell_started(planned.cell)
             # a swept cell is computed with the configuration of its point (which plans to its key)
-            yield CellTask(config_at(config, planned.point) if planned.point else config, planned.cell, planned.key)
+            yield CellTask(config_at(config, planned.point) if planned.point else config, planned.cell, planned.key,
+                           run_id)
 
     def on_result(result: CellResult | CellFailure) -> None:
         c = result.cell
+        for who, line in result.warnings:  # a failing tracker where the cell ran: said once per run
+            warn_once(who, line)
         if isinstance(result, CellResult):
             try:  # one transaction: stored whole or not at all (its output files first)
                 if result.blobs:
@@ -206,6 +251,9 @@ def execute(plan: Plan, config: RunConfig, store: ResultStore, progress: Progres
         with heartbeat.lock:
             heartbeat.held.discard(result.key)
         if progress:
+            ok = isinstance(result, CellResult)
+            progress.cell_finished(c, result.metrics.get("test", {}).get(metric) if ok else None,
+                                   result.duration_s if ok else None, failed=not ok)
             progress.finish_cell(line)
 
     try:
@@ -215,12 +263,10 @@ def execute(plan: Plan, config: RunConfig, store: ResultStore, progress: Progres
         with heartbeat.lock:
             for key in heartbeat.held:  # interrupted: let the next run take these at once
                 store.release(key)
-    return RunSummary(len(plan.cells), len(done), counts["computed"], time.perf_counter() - start, tuple(failures),
-                      skipped_failed, counts["others"])
 
 
 def check_runtime(config: RunConfig, registry: Registry, here: bool = False) -> Executor:
-    """Check the runtime settings (device, precision, executor and its options) before any
+    """Check the runtime settings (device, precision, executor and its options, trackers) before any
     work, pre-training included: a setting that cannot work fails at once with one message
     instead of failing every cell. The device is checked on this machine when cells run here
     (the ``local`` executor) or ``here`` is set (models are pre-trained in this process); other
@@ -233,5 +279,6 @@ def check_runtime(config: RunConfig, registry: Registry, here: bool = False) -> 
         if config.runtime.precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
             raise BenchError("run.precision='bf16' was asked for but this GPU does not support bf16",
                              "use precision auto (fp16 with loss scaling there) or fp32")
+    resolve_trackers(config, registry)  # unknown names, missing packages, bad options: before any work
     spec = registry.executor(config.executor).spec
     return spec.create(dict(config.executor_options.get(config.executor, {})), config)

@@ -78,3 +78,19 @@ def test_real_scale_prints_the_table_and_the_study_cost(cache_dir, tmp_path):
     assert cost["paper_cells"] == 864 and cost["estimate"]["H100"]["gpu_hours_paper"] > 0
     assert figures["data_path"][0]["trainer_host_seconds_per_update"] > 0
     assert not (cache_dir / "cost" / "measured.json").exists()  # only CUDA runs keep their figures by default
+
+
+@pytest.mark.slow
+def test_tracking_overhead_prints_both_arms(cache_dir, tmp_path):
+    out_json = tmp_path / "overhead.json"
+    result = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "tracking_overhead.py"), "--steps", "3", "--repeats", "1",
+         "--train-minutes", "0.3", "--cache-dir", str(cache_dir), "--json", str(out_json)],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "without trackers:" in result.stdout and "in the loop:" in result.stdout
+    figures = json.loads(out_json.read_text())
+    assert [r["tracked"] for r in figures["runs"]] == [False, True]
+    assert all(r["seconds_per_update"] > 0 and not r["warnings"] for r in figures["runs"])
+    assert figures["runs"][1]["events_in_loop"] == 1  # 3 updates: one loss event, at the last update

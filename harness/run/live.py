@@ -183,14 +183,15 @@ def matrix_table(state: MatrixState, stage: StageState | None = None):
     from rich.table import Table
     from rich.text import Text
 
-    table = Table(title=f"{state.metric.upper()} on test, mean so far (seeds done/planned; ▸ running, ✗ failed)",
-                  title_justify="left", box=None, padding=(0, 2, 0, 0), header_style="bold")
+    title = Text(f"{state.metric.upper()} on test, mean so far (seeds done/planned; ▸ running, ✗ failed)",
+                 overflow="ellipsis", no_wrap=True)
+    table = Table(box=None, padding=(0, 2, 0, 0), header_style="bold")
     table.add_column("model")
     for column in state.columns:
         table.add_column(column)
     for row in state.rows:
         table.add_row(row, *(Text(*state.cell_text(row, column)) for column in state.columns))
-    lines = [table]
+    lines = [title, table]
     running = state.running_text()
     if running:
         lines.append(Text("running: " + running + (f" — {stage.describe()}" if stage is not None else ""),

@@ -91,10 +91,13 @@ class Progress:
             from rich.live import Live
         except ImportError:  # pragma: no cover - rich comes with bench; the bars stay
             return
+        self._matrix.leave = False  # the live view takes the bar's place
         self._matrix.close()
         console = Console(file=self.stream, force_terminal=True if self._forced else None)
-        self._live = Live(console=console, refresh_per_second=4, transient=False, redirect_stdout=False,
-                          redirect_stderr=False, get_renderable=lambda: matrix_table(self.state, self.stage_state))
+        # other output of this process (warnings, a plugin's prints) goes above the view, not through it
+        redirect = self.stream is sys.stderr or self.stream is sys.stdout
+        self._live = Live(console=console, refresh_per_second=4, transient=False, redirect_stdout=redirect,
+                          redirect_stderr=redirect, get_renderable=lambda: matrix_table(self.state, self.stage_state))
         self._live.start()
 
     def cell_started(self, cell: Any) -> None:

@@ -361,6 +361,9 @@ class ProtocolRequest:
     """file for in-cell checkpoints (resume after a kill), or None"""
     model_cache_dir: Path | None = None
     """``ModelRequest.cache_dir`` for models that prepare themselves"""
+    feature_store: Path | None = None
+    """directory where cells share frozen feature-encoder outputs (:mod:`harness.engine.feature_store`),
+    or None"""
 
 
 @dataclass(frozen=True)

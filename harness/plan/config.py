@@ -114,6 +114,10 @@ class RuntimeSettings:
     precision: str = "auto"
     #: reuse frozen feature-encoder outputs across epochs: "auto", "on", "off"
     feature_cache: str = "auto"
+    #: frozen feature-encoder outputs shared between cells on disk (``<cache_dir>/features``), at
+    #: most this many GiB (least recently used go first); 0 turns sharing off. Exact: an entry
+    #: is keyed by the encoder's weights, the audio, precision and threads
+    feature_store_gb: float = 2.0
     #: padded seconds of audio per evaluation batch
     eval_batch_seconds: float = 60.0
     #: CPU threads for torch (0: torch's default)
@@ -135,6 +139,9 @@ class RuntimeSettings:
         if self.precision not in {"auto", "fp32", "bf16", "fp16"}:
             raise BenchError(f"invalid setting: run.precision={self.precision!r}",
                              "use one of auto, fp32, bf16, fp16")
+        if self.feature_store_gb < 0:
+            raise BenchError(f"invalid setting: run.feature_store_gb={self.feature_store_gb!r}",
+                             "use a size in GiB >= 0 (0 turns the shared feature store off)")
         if self.checkpoint_minutes < 0 or self.oom_retries < 0:
             raise BenchError("invalid setting: run.checkpoint_minutes and run.oom_retries must be >= 0",
                              "fix it in bench.toml or the --set flag")

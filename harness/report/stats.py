@@ -477,12 +477,14 @@ def related_pretraining_tests(values: pd.DataFrame, pretraining: Mapping[str, Se
                               lower_is_better: bool = True, blank: Blank = frozenset(),
                               hours: Mapping[str, float] | None = None) -> list[Finding]:
     """Is transfer stronger to targets related to a monolingual model's pre-training language
-    (same subgroup, the language itself excluded) than to unrelated ones — measured on gains over
-    a per-language reference, never on raw scores (which measure the target's difficulty).
+    (same subgroup) than to unrelated ones — measured on gains over a per-language reference,
+    never on raw scores (which measure the target's difficulty).
 
     Within each target when several monolingual models give it both a related and an unrelated
-    gain (Wilcoxon signed-rank over targets); else across targets (Mann-Whitney U on per-target
-    gains); else "not testable" with the reason."""
+    gain (Wilcoxon signed-rank over targets; a target with no related model but one pre-trained
+    on the target itself pairs that one, and the finding names every pair); else across targets
+    (Mann-Whitney U on per-target gains, the pre-training language itself excluded); else "not
+    testable" with the reason."""
     from scipy import stats
 
     topic = "related"
@@ -504,8 +506,14 @@ def related_pretraining_tests(values: pd.DataFrame, pretraining: Mapping[str, Se
         for (model, target), gain in g.items():
             if model == m:
                 by_target.setdefault(target, {}).setdefault(_relation(own, target), []).append((m, gain))
-    paired = [(t, float(np.mean([x for _, x in rel["related"]])), float(np.mean([x for _, x in rel["unrelated"]])))
-              for t, rel in sorted(by_target.items()) if rel.get("related") and rel.get("unrelated")]
+    # within a target, the related side is a model of the same subgroup, or (when there is none)
+    # the model pre-trained on the target language itself: the most related pre-training there is
+    sides = {t: ("related" if rel.get("related") else "own") for t, rel in by_target.items()}
+    paired = [(t, float(np.mean([x for _, x in rel[sides[t]]])), float(np.mean([x for _, x in rel["unrelated"]])))
+              for t, rel in sorted(by_target.items()) if rel.get(sides[t]) and rel.get("unrelated")]
+    pairs = "; ".join(
+        f"{t}: {', '.join(m for m, _ in by_target[t][sides[t]])} ({'own language' if sides[t] == 'own' else 'related'}) "
+        f"vs {', '.join(m for m, _ in by_target[t]['unrelated'])} (unrelated)" for t, _, _ in paired)
     described = "; ".join(f"{m} (pre-trained on {mono[m]}) on {t}: {_pct(gain)} ({rel})"
                           for t, rels in sorted(by_target.items()) for rel, items in sorted(rels.items())
                           for m, gain in items)
@@ -518,7 +526,7 @@ def related_pretraining_tests(values: pd.DataFrame, pretraining: Mapping[str, Se
                  "Confound: within a target the related and unrelated models differ also in their pre-training data "
                  "(amount, speakers, recording); over several model pairs this averages out but is not removed.")
         head = (f"Related pre-training (within each of {len(paired)} targets, related vs unrelated monolingual "
-                f"models' gains; the pre-training language itself excluded): median difference {_pct(float(np.median(d)))}")
+                f"models' gains — {pairs}): median difference {_pct(float(np.median(d)))}")
         if np.all(d == 0):
             return [Finding(topic, f"{head}; no difference on any target.", 1.0, effect=effect, design=design,
                             notes=notes)]

@@ -210,6 +210,7 @@ def _compute(task: CellTask, progress: Progress | None, start: float, registry: 
             build_model=planned.model.spec.build, data=data, language=task.cell.language, seed=task.cell.seed,
             train=train, runtime=runtime, options=planned.protocol_options, model_options=planned.model_options,
             progress=progress, checkpoint=checkpoint, model_cache_dir=model_cache_dir(config),
+            feature_store=config.cache_dir / "features" if runtime.feature_cache != "off" else None,
         )
         try:
             outcome = planned.protocol.spec.run(request)

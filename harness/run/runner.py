@@ -161,8 +161,16 @@ def execute(plan: Plan, config: RunConfig, store: ResultStore, progress: Progres
                 progress.log(f"FAILED {c.label()}: {exc.message}")
     pending = [p for p in pending if p.key not in problems]
 
-    # models made here (pre-trained, say) are made once, in this process, before any cell
-    prepare_models(((p.model.spec, p.model_options) for p in pending), config, registry, progress)
+    # models made here (pre-trained, say) are made once per run before their cells: in the local
+    # executor's workers beside other cells when it has several, else in this process first
+    preparations = _preparations(pending, config)
+    if hasattr(executor, "expect"):
+        executor.expect(len(pending), config.train.steps)
+    run_with_preparation = getattr(executor, "run_with_preparation", None)
+    parallel = (bool(preparations) and len(pending) > 1 and run_with_preparation is not None
+                and executor.parallel())
+    if not parallel:
+        prepare_models(((p.model.spec, p.model_options) for p in pending), config, registry, progress)
     heartbeat = _Heartbeat(store)
     heartbeat.start()
     counts = {"computed": 0, "others": 0}
@@ -208,15 +216,52 @@ def execute(plan: Plan, config: RunConfig, store: ResultStore, progress: Progres
         if progress:
             progress.finish_cell(line)
 
+    not_prepared: list[BaseException] = []
+
+    def on_prepared(model: str, outcome) -> None:
+        if isinstance(outcome, BaseException):
+            not_prepared.append(outcome)
+            if progress:
+                progress.log(f"FAILED to make model {model}: {outcome}; its cells are left for a later run")
+        elif progress and outcome.get("prepared_now"):
+            progress.log(f"made {model}: {outcome.get('summary', '')} ({outcome.get('seconds', 0):.0f} s)")
+
+    def release(task: CellTask) -> None:
+        with heartbeat.lock:
+            heartbeat.held.discard(task.key)
+        store.release(task.key)
+
     try:
-        executor.run(tasks(), on_result, progress)
+        if parallel:
+            if progress:
+                progress.log(f"making {len(preparations)} model(s) in the workers beside the other cells: "
+                             + ", ".join(p.model for p in preparations))
+            run_with_preparation(preparations, tasks(), on_result, progress, on_prepared, release)
+        else:
+            executor.run(tasks(), on_result, progress)
     finally:
         heartbeat.stop()
         with heartbeat.lock:
             for key in heartbeat.held:  # interrupted: let the next run take these at once
                 store.release(key)
+    if not_prepared:  # every cell that could be computed is stored; now say what stopped the rest
+        first = not_prepared[0]
+        raise first if isinstance(first, BenchError) else BenchError(
+            f"making a model failed: {type(first).__name__}: {first}", "see the traceback above; fix it and run again")
     return RunSummary(len(plan.cells), len(done), counts["computed"], time.perf_counter() - start, tuple(failures),
                       skipped_failed, counts["others"])
+
+
+def _preparations(pending: list[PlannedCell], config: RunConfig) -> list:
+    """One :class:`PrepareTask` per model of ``pending`` that has a ``prepare`` (first cell's options)."""
+    from harness.run.executors.local import PrepareTask
+
+    seen: dict[str, PrepareTask] = {}
+    for planned in pending:
+        spec = planned.model.spec
+        if spec.prepare is not None and planned.cell.model not in seen:
+            seen[planned.cell.model] = PrepareTask(config, planned.cell.model, dict(planned.model_options))
+    return list(seen.values())
 
 
 def check_runtime(config: RunConfig, registry: Registry, here: bool = False) -> Executor:

@@ -138,6 +138,16 @@ class DownloadItem:
 
 
 # --------------------------------------------------------------------------- models
+#: fields of a transformers model config that a run may set, for every model (``train.model_config``,
+#: e.g. in preset ``paper``) or for one (``[models.NAME]``), with their types. Time masking's
+#: probability is the recipe's own ``train.mask_time_prob`` (:attr:`ModelRequest.mask_time_prob`)
+MODEL_CONFIG_OPTIONS: Mapping[str, type] = {
+    "layerdrop": float, "hidden_dropout": float, "attention_dropout": float, "activation_dropout": float,
+    "feat_proj_dropout": float, "final_dropout": float, "mask_time_length": int, "mask_feature_prob": float,
+    "mask_feature_length": int,
+}
+
+
 @dataclass(frozen=True)
 class ModelRequest:
     vocab_size: int

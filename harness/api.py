@@ -20,6 +20,25 @@ SAMPLING_RATE = 16_000
 
 
 # --------------------------------------------------------------------------- datasets
+#: the values of :attr:`Utterance.gender` (empty: not recorded)
+GENDERS = ("female", "male", "other")
+
+
+def normalise_gender(raw: object) -> str:
+    """A dataset's gender label as one of :data:`GENDERS`, or "" when it records none: Common
+    Voice's ``male``/``female``/``other`` and its newer ``male_masculine``, ``female_feminine``,
+    ``intersex``, ``transgender``, ``non-binary`` ("other"; ``do_not_wish_to_say`` is ""),
+    FLEURS's ``MALE``/``FEMALE``/``OTHER``."""
+    text = str(raw or "").strip().lower().replace("-", "_").replace(" ", "_")
+    if not text or text in ("nan", "none", "do_not_wish_to_say", "unknown", "undefined"):
+        return ""
+    if text in ("male", "male_masculine", "m", "man"):
+        return "male"
+    if text in ("female", "female_feminine", "f", "woman"):
+        return "female"
+    return "other"
+
+
 @dataclass(frozen=True)
 class Utterance:
     """One utterance: 16 kHz mono float32 audio and its raw (unnormalised) transcript."""
@@ -28,6 +47,9 @@ class Utterance:
     audio: np.ndarray
     text: str
     speaker: str = ""
+    gender: str = ""
+    """the speaker's gender where the dataset records it: "female", "male" or "other" (see
+    :data:`GENDERS`); empty: not recorded"""
 
     @property
     def seconds(self) -> float:

@@ -219,7 +219,7 @@ def fit(model: torch.nn.Module, features: FeatureSource, split: Split, train, *,
 
     ``model`` needs ``head(features, frame_mask) -> logits (B, frames, vocab)``; ``features``
     serves ``split``'s rows; ``train`` is the recipe (:class:`harness.plan.config.TrainSettings`:
-    steps, lr, weight_decay, warmup, hold, batch_seconds, grad_accum, max_grad_norm,
+    steps, lr, weight_decay, warmup, hold, decay, min_lr, batch_seconds, grad_accum, max_grad_norm,
     freeze_feature_encoder — gradients flow into the features only when it is false).
     ``progress`` is a :class:`harness.run.progress.Progress` (a ``train`` stage bar), ``saver``
     checkpoints, ``fused`` picks Adam's fused kernel, ``on_log`` receives an :class:`UpdateLog`
@@ -242,7 +242,9 @@ def fit(model: torch.nn.Module, features: FeatureSource, split: Split, train, *,
     keep_best = eval_every > 0 and getattr(train, "select", "last") == "best-dev"
     dev_curve: list[tuple[int, float]] = []
     best: dict[str, Any] | None = None
-    scheduler = tri_stage_scheduler(optimizer, train.steps, train.warmup, train.hold)
+    scheduler = tri_stage_scheduler(optimizer, train.steps, train.warmup, train.hold,
+                                    decay=getattr(train, "decay", "exponential"),
+                                    min_lr=getattr(train, "min_lr", 0.0) or 0.0)
     scaler = torch.amp.GradScaler(device.type) if precision == "fp16" else None
     budget = int(train.batch_seconds * SAMPLING_RATE)
     samples = split.samples

@@ -16,7 +16,9 @@ difficulty (docs/statistics.md explains each one for a reviewer):
   by target), else across targets (Mann-Whitney U on per-target gains); "not testable" with the
   reason when the design cannot separate relatedness from the target;
 - Indo-European versus other target languages: languages are the units (Mann-Whitney U on the
-  per-language mean of the same models), with the confounds it cannot separate named.
+  per-language mean of the same models), with the confounds it cannot separate named;
+- speaker gender, where the dataset records it: female minus male speakers' test CER within each
+  model and language (seeds averaged), Wilcoxon signed-rank over those pairs.
 
 Every tested finding carries an effect size with a percentile bootstrap interval, a note when the
 design could not have reached p < 0.05 at all, and the confounds its groups differ in; one Holm
@@ -615,6 +617,56 @@ def family_tests(values: pd.DataFrame, metric: str = "cer", pretrained: Mapping[
     notes.append("A difference is a property of the languages (family together with orthography and data), "
                  "not evidence of transfer.")
     return [replace(found, design=f"Mann-Whitney U over {len(ie)} + {len(other)} languages", notes=tuple(notes))]
+
+
+# ---------------------------------------------------------------------------- speaker gender
+def gender_tests(scores: pd.DataFrame, dataset: str, blank: Blank = frozenset(),
+                 speakers: Mapping[str, Mapping[str, int]] | None = None, recorded: bool = True,
+                 reason: str = "") -> list[Finding]:
+    """Female versus male speakers' test CER, paired within each model and language.
+
+    ``scores``: one row per cell with columns model, language, seed, ``female`` and ``male`` (each
+    gender's corpus-level CER on the cell's test split; :mod:`harness.report.gender`). Units are
+    (model, language) pairs, seeds averaged first; pairs with blank output are left out. Wilcoxon
+    signed-rank over the units of the difference female − male; effect: its median, with an
+    interval that resamples units. ``recorded`` False (or no rows): "not testable", with
+    ``reason``."""
+    from scipy import stats
+
+    topic = "gender"
+    if not recorded or scores.empty:
+        why = reason or (f"dataset {dataset} records no speaker gender for the test utterances of these cells")
+        return [Finding(topic, f"Speaker gender: not testable — {why}.", tested=False)]
+    units = scores.groupby(["model", "language"])[["female", "male"]].mean()
+    units = units[[(m, lang) not in blank for m, lang in units.index]]
+    n = len(units)
+    left = " (pairs with blank output left out)" if len(scores.groupby(["model", "language"])) > n else ""
+    if n < 2:
+        return [Finding(topic, f"Speaker gender: not tested — needs at least 2 model × language pairs whose test "
+                               f"split has female and male speakers ({n}){left}.", tested=False)]
+    d = (units["female"] - units["male"]).to_numpy()
+    langs = sorted({lang for _, lang in units.index})
+    notes = list(_power_note(min_p_wilcoxon(n), f"{n} model × language pairs"))
+    few = {lang: v for lang, v in (speakers or {}).items() if lang in langs}
+    if few:
+        counts = "; ".join(f"{lang}: {v.get('female', 0)} female, {v.get('male', 0)} male" for lang, v in sorted(few.items()))
+        notes.append(f"Confound: the pairs of one language share its test speakers ({counts}): a difference can be a "
+                     "property of these speakers (voice, accent, microphone, sentences read), not of gender, and "
+                     "pairs of the same language are not independent.")
+    notes.append("Read it per language too: the table of CER by speaker gender gives each pair.")
+    effect = Effect("median difference in CER (female − male)", _median_difference(d),
+                    *_interval([d], _median_difference), reading="per model and language, means over seeds")
+    design = f"Wilcoxon signed-rank over {n} model × language pairs ({len(langs)} languages), means over seeds"
+    head = (f"Speaker gender: female vs male speakers' test CER within each model and language ({n} pairs, "
+            f"{len(langs)} languages){left}")
+    if np.all(d == 0):
+        return [Finding(topic, f"{head}: the same in every pair.", 1.0, effect=effect, design=design,
+                        notes=tuple(notes))]
+    res = stats.wilcoxon(d)
+    higher = "female" if np.median(d) > 0 else "male"
+    return [Finding(topic, f"{head}: median CER higher for {higher} speakers, Wilcoxon signed-rank W = "
+                           f"{res.statistic:.1f}, {_fmt_p(res.pvalue)}.", float(res.pvalue), effect=effect,
+                    design=design, notes=tuple(notes))]
 
 
 # ---------------------------------------------------------------------------- the page

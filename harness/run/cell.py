@@ -26,7 +26,7 @@ from harness.plan.planner import PlannedCell, checkpoint_path, data_request, mod
 from harness.plugins import Registry, process_registry
 from harness.run.progress import Progress
 from harness.run.provenance import git_revision, machine, package_versions
-from harness.store.outputs import Blob, encode_log_probs, encode_text
+from harness.store.outputs import Blob, encode_genders, encode_log_probs, encode_text
 from harness.store.record import CellRecord, SplitFacts, StoredFile, TrainFacts
 from harness.engine.scoring import score_splits
 
@@ -239,6 +239,8 @@ def _compute(task: CellTask, progress: Progress | None, start: float, registry: 
     record = dataclasses.replace(build_record(planned, outcome, data, config), metric_versions=versions,
                                  outputs=outputs)
     record, blobs = _kept_outputs(record, outcome, data, task.cell.language)
+    record, gender_blobs = _kept_genders(record, outcome, data)
+    blobs = (*blobs, *gender_blobs)
     if retries:
         record = dataclasses.replace(record, oom_retries=retries, effective_batching={
             "batch_seconds": train.batch_seconds, "grad_accum": train.grad_accum,
@@ -269,6 +271,27 @@ def _kept_outputs(record: CellRecord, outcome: CellOutcome, data: DatasetSplits,
     return (dataclasses.replace(record, log_probs=files,
                                 train_text=StoredFile(text.sha256, len(text.content), text.suffix, len(data.train))),
             tuple(blobs))
+
+
+def _kept_genders(record: CellRecord, outcome: CellOutcome, data: DatasetSplits) -> tuple[CellRecord, tuple[Blob, ...]]:
+    """Per evaluated split whose dataset records speakers' genders, a file of each evaluated
+    utterance's gender (the same for every cell of a language: stored once), and the record
+    naming it; nothing where no gender is recorded."""
+    blobs: list[Blob] = []
+    files: dict[str, StoredFile] = {}
+    for name, split in outcome.splits.items():
+        known = {u.id: u.gender for u in getattr(data, name, ()) if getattr(u, "gender", "")}
+        if not known:
+            continue
+        genders = {utt: known.get(utt, "") for utt, _, _ in split.hypotheses}
+        if not any(genders.values()):
+            continue
+        blob = encode_genders(genders)
+        blobs.append(blob)
+        files[name] = StoredFile(blob.sha256, len(blob.content), blob.suffix, len(genders))
+    if not files:
+        return record, ()
+    return dataclasses.replace(record, genders=files), tuple(blobs)
 
 
 def _free_memory() -> None:

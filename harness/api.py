@@ -202,6 +202,9 @@ class PrepareContext:
     """make it again even when it is already there"""
     options: Mapping[str, Any] = field(default_factory=dict)
     """the model's own settings from bench.toml ``[models.NAME]`` (as its cells get them)"""
+    on_log: Callable[[Any], None] | None = None
+    """hand every :class:`harness.engine.UpdateLog` of a training loop here (experiment trackers
+    and heartbeat lines show pre-training's progress); None when nobody listens"""
 
     def log(self, line: str) -> None:
         if self.progress is not None:
@@ -396,6 +399,12 @@ class ProtocolRequest:
     feature_store: Path | None = None
     """directory where cells share frozen feature-encoder outputs (:mod:`harness.engine.feature_store`),
     or None"""
+    on_log: Callable[[Any], None] | None = None
+    """receives the training loop's :class:`harness.engine.UpdateLog` every 25 updates (experiment
+    trackers); :class:`harness.engine.CellSetup` passes it to the loop, a protocol calling
+    :func:`harness.engine.fit` itself passes it as ``on_log``"""
+    on_dev: Callable[[int, float], None] | None = None
+    """receives ``(update, dev CER)`` each time dev is scored during training (``train.eval_every``)"""
 
 
 @dataclass(frozen=True)
@@ -492,3 +501,54 @@ class ExecutorSpec:
     description: str = ""
     options: tuple[str, ...] = ()
     """option names understood in ``[executors.NAME]``"""
+
+
+# --------------------------------------------------------------------------- experiment trackers
+@dataclass(frozen=True)
+class TrackerRequest:
+    """What a tracker's ``create`` gets: its options and where it is."""
+
+    name: str
+    options: Mapping[str, Any]
+    """``[trackers.NAME]`` merged over the spec's ``defaults`` (checked)"""
+    directory: Path
+    """a default home for its files: ``<store's folder>/tracking/NAME`` (``.bench/tracking/NAME``)"""
+    run_id: str
+    """the ``bench run`` this instance serves (shared by the run's driver and its cells)"""
+    scope: str
+    """``"run"``: the process running ``bench run``/``bench report`` (run, pre-training and
+    report events); ``"cell"``: wherever one cell is computed (that cell's events)"""
+    cell: Any = None
+    """the cell (:class:`harness.plan.cells.Cell`) for scope ``"cell"``, else None"""
+    key: str = ""
+    """the cell's key for scope ``"cell"``"""
+
+
+class Tracker(abc.ABC):
+    """What ``TrackerSpec.create`` returns: an object receiving events (:mod:`harness.tracking`)."""
+
+    @abc.abstractmethod
+    def handle(self, event: Any) -> None:
+        """Record one event; ignore event types you do not know (new ones may be added)."""
+
+    def close(self) -> None:
+        """Called once after the last event of this instance (end of the cell or run): flush, finish runs."""
+
+
+@dataclass(frozen=True)
+class TrackerSpec:
+    """An experiment tracker (TensorBoard, MLflow, W&B, ...): receives typed events from the run
+    and its cells (``run.trackers``; docs/tracking.md). Never part of a cell's key."""
+
+    name: str
+    create: Callable[[TrackerRequest], Tracker]
+    """makes one instance: for the run (in the driver) or for one cell (where it runs)"""
+    description: str = ""
+    defaults: Mapping[str, Any] = field(default_factory=dict)
+    """the options it understands and their defaults (``[trackers.NAME]``; typos and wrongly typed values are refused)"""
+    check: Callable[[], None] | None = None
+    """cheap availability check before any work (its package installed?); raises BenchError with the install hint"""
+    check_options: Callable[[Mapping[str, Any]], None] | None = None
+    """validates its options (merged over ``defaults``) before any work; raises BenchError"""
+    extra: str = ""
+    """the pip extra that installs what it needs (``bench[mlflow]``), for ``bench list``"""

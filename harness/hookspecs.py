@@ -17,7 +17,7 @@ from __future__ import annotations
 import pluggy
 
 from harness.registers import (DatasetRegister, DecoderRegister, ExecutorRegister, MetricRegister, ModelRegister,
-                               ProtocolRegister)
+                               ProtocolRegister, TrackerRegister)
 
 PROJECT = "bench"
 hookspec = pluggy.HookspecMarker(PROJECT)
@@ -90,4 +90,15 @@ def bench_register_decoders(register: DecoderRegister) -> None:
     Args:
         register: call ``register(DecoderSpec(name, build, version, defaults, tuned, ...))``;
             ``build(DecoderRequest)`` returns ``decode(log_probs, weights) -> list[str]`` (see docs/decoding.md).
+    """
+
+
+@hookspec
+def bench_register_trackers(register: TrackerRegister) -> None:
+    """Register experiment trackers: where a run's events go (``tensorboard``, ``mlflow``, ``wandb``, ...).
+
+    Args:
+        register: call ``register(TrackerSpec(name, create, description, defaults, check, check_options))``;
+            ``create(TrackerRequest)`` returns an object with ``handle(event)`` and ``close()``, which
+            receives the typed events of :mod:`harness.tracking` (see docs/tracking.md).
     """

@@ -17,10 +17,10 @@ from typing import Any
 import pluggy
 
 from harness import hookspecs
-from harness.api import DatasetSpec, DecoderSpec, ExecutorSpec, MetricSpec, ModelSpec, ProtocolSpec
+from harness.api import DatasetSpec, DecoderSpec, ExecutorSpec, MetricSpec, ModelSpec, ProtocolSpec, TrackerSpec
 from harness.errors import BenchError, did_you_mean, unknown
 from harness.registers import (DatasetRegister, DecoderRegister, ExecutorRegister, MetricRegister, ModelRegister,
-                               Origin, ProtocolRegister, Register, Registered)
+                               Origin, ProtocolRegister, Register, Registered, TrackerRegister)
 
 ENTRY_POINT_GROUP = "bench"
 
@@ -71,6 +71,7 @@ class Registry:
         self.executors: dict[str, Registered[ExecutorSpec]] = {}
         self.protocols: dict[str, Registered[ProtocolSpec]] = {}
         self.decoders: dict[str, Registered[DecoderSpec]] = {}
+        self.trackers: dict[str, Registered[TrackerSpec]] = {}
         self._origins: dict[str, Origin] = {}
         self.load_errors: list[str] = []
         #: (kind, name) -> message, for names two plugins registered; looking one up raises
@@ -139,7 +140,8 @@ class Registry:
             self.add_plugin(plugin, ep.name, dist.name if dist else "(unknown)", dist.version if dist else "")
 
     _HOOKS = ("bench_register_models", "bench_register_datasets", "bench_register_metrics",
-              "bench_register_executors", "bench_register_protocols", "bench_register_decoders")
+              "bench_register_executors", "bench_register_protocols", "bench_register_decoders",
+              "bench_register_trackers")
 
     def _register_for(self, hook_name: str) -> Register:
         placeholder = Origin("", "(local)", "")
@@ -149,7 +151,8 @@ class Registry:
                        "bench_register_metrics": (self.metrics, MetricRegister),
                        "bench_register_executors": (self.executors, ExecutorRegister),
                        "bench_register_protocols": (self.protocols, ProtocolRegister),
-                       "bench_register_decoders": (self.decoders, DecoderRegister)}[hook_name]
+                       "bench_register_decoders": (self.decoders, DecoderRegister),
+                       "bench_register_trackers": (self.trackers, TrackerRegister)}[hook_name]
         return kind(table, placeholder, self.conflicts)
 
     def _isolated(self, impl: Any, hook_name: str, failed: dict[str, str]) -> Any:
@@ -196,7 +199,7 @@ class Registry:
     def _forget(self, plugin: str) -> None:
         """Take back everything ``plugin`` registered, and the conflicts it took part in."""
         for table in (self.models, self.schemes, self.groups, self.datasets, self.metrics, self.executors,
-                      self.protocols, self.decoders):
+                      self.protocols, self.decoders, self.trackers):
             for key in [k for k, item in table.items() if item.origin.plugin == plugin]:
                 del table[key]
         for key in [k for k, message in self.conflicts.items()
@@ -259,6 +262,12 @@ class Registry:
             raise unknown("decoder", name, self.decoders, "choose --decoders (run.decoders) from that list "
                           "(bench list --decoders)")
         return self.decoders[name]
+
+    def tracker(self, name: str) -> Registered[TrackerSpec]:
+        self._check_conflict("tracker", name)
+        if name not in self.trackers:
+            raise unknown("tracker", name, self.trackers, "choose run.trackers from that list (bench list --trackers)")
+        return self.trackers[name]
 
     def metric(self, name: str) -> Registered[MetricSpec]:
         self._check_conflict("metric", name)

@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 from harness.api import (DatasetSpec, DecoderSpec, ExecutorSpec, MetricSpec, ModelGroup, ModelScheme, ModelSpec,
-                         ProtocolSpec)
+                         ProtocolSpec, TrackerSpec)
 from harness.errors import BenchError
 
-T = TypeVar("T", ModelSpec, DatasetSpec, MetricSpec, ExecutorSpec, ProtocolSpec, DecoderSpec)
+T = TypeVar("T", ModelSpec, DatasetSpec, MetricSpec, ExecutorSpec, ProtocolSpec, DecoderSpec, TrackerSpec)
 
 
 @dataclass(frozen=True)
@@ -116,3 +116,8 @@ class ProtocolRegister(Register[ProtocolSpec]):
 class DecoderRegister(Register[DecoderSpec]):
     def __init__(self, table: dict, origin: Origin, conflicts: dict | None = None) -> None:
         super().__init__("decoder", table, origin, conflicts)
+
+
+class TrackerRegister(Register[TrackerSpec]):
+    def __init__(self, table: dict, origin: Origin, conflicts: dict | None = None) -> None:
+        super().__init__("tracker", table, origin, conflicts)

@@ -1,4 +1,5 @@
-"""``bench list``: What is installed: models (and groups), datasets, metrics, executors, protocols, languages."""
+"""``bench list``: What is installed: models (and groups), datasets, metrics, executors, protocols, decoders,
+trackers, languages."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ def add_parser(sub) -> None:
     lst.add_argument("--executors", action="store_true")
     lst.add_argument("--protocols", action="store_true", help="evaluation protocols and their options")
     lst.add_argument("--decoders", action="store_true", help="decoders of the stored outputs and their options")
+    lst.add_argument("--trackers", action="store_true", help="experiment trackers (run.trackers), their options and extras")
     lst.add_argument("--languages", action="store_true",
                      help="the study's languages: family, script, case, spaces, and which datasets have them")
     lst.set_defaults(func=run)
@@ -25,7 +27,7 @@ def add_parser(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     registry = process_registry()
     show_all = not (args.models or args.datasets or args.metrics or args.languages or args.executors
-                    or args.protocols or args.decoders)
+                    or args.protocols or args.decoders or args.trackers)
     if show_all or args.models:
         rows = [[name, reg.spec.description, _meta(reg.spec.metadata), str(reg.origin)]
                 for name, reg in sorted(registry.models.items())]
@@ -56,6 +58,12 @@ def run(args: argparse.Namespace) -> int:
                  str(reg.origin)] for name, reg in sorted(registry.decoders.items())]
         print(tabulate(rows, headers=["decoder", "description", "options (defaults)", "tuned", "from"],
                        maxcolwidths=[None, 50, 40, 20, None]), end="\n\n")
+    if show_all or args.trackers:
+        rows = [[name, reg.spec.description,
+                 " ".join(f"{k}={v!r}" for k, v in reg.spec.defaults.items()) or "-",
+                 _availability(reg.spec), str(reg.origin)] for name, reg in sorted(registry.trackers.items())]
+        print(tabulate(rows, headers=["tracker", "description", "options (defaults)", "installed", "from"],
+                       maxcolwidths=[None, 50, 40, 30, None]), end="\n\n")
     if show_all or args.metrics:
         rows = [[name, reg.spec.description, "lower" if reg.spec.lower_is_better else "higher", str(reg.origin)]
                 for name, reg in sorted(registry.metrics.items())]
@@ -78,6 +86,20 @@ def run(args: argparse.Namespace) -> int:
 
         print("\n--langs groups: " + "; ".join(f"{name}: {what}" for name, what in LANGUAGE_GROUPS.items()))
     return 0
+
+
+def _availability(spec) -> str:
+    """``yes``, or the extra that installs what a tracker needs."""
+    from harness.errors import BenchError
+
+    try:
+        if spec.check is not None:
+            spec.check()
+    except BenchError:
+        return f"no: pip install 'bench[{spec.extra}]'" if spec.extra else "no"
+    except Exception:
+        return "no"
+    return "yes"
 
 
 def _dataset_languages(spec) -> str:

@@ -9,12 +9,12 @@ import sys
 from collections.abc import Sequence
 
 from harness import __version__
-from harness.cli import compare, download, failures, init, listing, merge, pretrain, report, run
+from harness.cli import compare, download, export, failures, init, listing, merge, pretrain, report, run
 from harness.cli.common import selection_flags
 from harness.errors import BenchError
 
 #: the commands in the order ``bench --help`` lists them
-COMMANDS = (run, listing, init, pretrain, download, failures, report, compare, merge)
+COMMANDS = (run, listing, init, pretrain, download, failures, report, export, compare, merge)
 
 
 def build_parser() -> argparse.ArgumentParser:

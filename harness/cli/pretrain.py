@@ -38,13 +38,15 @@ def run(args: argparse.Namespace) -> int:
     from harness.run.runner import check_runtime
 
     check_runtime(config, registry, here=True)  # the device and precision it would pre-train with
-    progress = Progress(len(specs), enabled=None if not args.no_progress else False, desc="pretrain", unit="model")
+    progress = Progress(len(specs), enabled=None if not args.no_progress else False, desc="pretrain", unit="model",
+                        heartbeat_seconds=config.heartbeat_seconds)
     context = prepare_context(config, registry, progress, force=args.force)
     rows = []
     try:
         for spec, options in specs:
             progress.start_cell(spec.name)
-            facts = spec.prepare(dataclasses.replace(context, options=dict(options)))
+            with progress.activity(f"preparing model {spec.name}"):
+                facts = spec.prepare(dataclasses.replace(context, options=dict(options)))
             recipe = facts.get("recipe", {})
             rows.append([spec.name, facts.get("kind", ""), "+".join(recipe.get("languages", [])), recipe.get("steps"),
                          facts.get("summary", ""),

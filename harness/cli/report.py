@@ -50,6 +50,10 @@ def run(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     if other_decoders(config):
         decoders_of(config)  # unknown decoders, options and missing packages: before reading any cell
+    if config.trackers:
+        from harness.run.tracking import resolve_trackers
+
+        resolve_trackers(config, process_registry())  # the report goes to them too: checked first
     swept: dict = {}
     cells, planned = stored_cells(config, swept)
     out = config.report_dir if args.out is None else Path(args.out)
@@ -61,6 +65,8 @@ def run(args: argparse.Namespace) -> int:
     paths = write_reports(cells, out, config.metrics, Path(args.json) if args.json else None,
                           metric_directions(process_registry()), hypotheses, swept["sweep"], swept["points"],
                           genders=stored_genders(config.store, cells))
+    if config.trackers:
+        _to_trackers(config, paths, len(cells))
     payload = json.loads(paths["json"].read_text())
     stored = len({c.key for c in cells if c.decoder == "greedy"})  # every stored cell, before a sweep's choice
     if swept["sweep"]:
@@ -84,4 +90,12 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _to_trackers(config, paths, cells: int) -> None:
+    """The report's files to the run's experiment trackers (an MLflow run's artifacts, a W&B artifact, ...)."""
+    from harness.run.tracking import TrackerSet, WarnOnce, new_run_id
+    from harness.tracking import ReportWritten
 
+    run_id = new_run_id()
+    tracking = TrackerSet.open(config, process_registry(), "run", run_id, warn=WarnOnce())
+    tracking.emit(ReportWritten(run_id, dict(paths), cells))
+    tracking.close()

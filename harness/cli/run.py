@@ -18,7 +18,9 @@ def add_parser(sub) -> None:
     parser = sub.add_parser("run", help="fine-tune and evaluate every cell of the matrix not yet stored")
     selection_flags(parser)
     parser.add_argument("--dry-run", action="store_true", help="list the cells and whether they are stored")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars (one line per cell)")
+    parser.add_argument("--no-progress", action="store_true",
+                        help="no live matrix or bars: one line per cell, and a heartbeat line every "
+                             "run.heartbeat_seconds without one")
     parser.add_argument("--executor", help="where cells are computed: local (default), ray, slurm, or a plugin's")
     parser.add_argument("--retry-failed", action="store_true", help="compute again the cells that failed before")
     parser.add_argument("--keep-going", action="store_true",
@@ -96,7 +98,8 @@ def run(args: argparse.Namespace) -> int:
     check_runtime(config, registry)  # before the store is made (execute checks again, pre-training included)
     with ResultStore(config.store) as store:
         done = store.done_keys(c.key for c in plan.cells)
-        progress = Progress(len(plan.cells) - len(done), enabled=None if not args.no_progress else False)
+        progress = Progress(len(plan.cells) - len(done), enabled=None if not args.no_progress else False,
+                            heartbeat_seconds=config.heartbeat_seconds)
         try:
             with terminate_as_interrupt():  # SIGTERM (Slurm preemption, docker stop, kill) like Ctrl-C
                 summary = execute(plan, config, store, progress, registry, retry_failed=args.retry_failed,

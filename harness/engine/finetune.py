@@ -43,10 +43,12 @@ def fine_tune(request: ProtocolRequest, metrics: Sequence[MetricSpec] = (), setu
 def fine_tune_and_evaluate(build_model: Callable[[ModelRequest], SpeechCTCModel], data: DatasetSplits, language: str,
                            seed: int, train, runtime, metrics: Sequence[MetricSpec] = (),
                            model_options: Mapping[str, Any] | None = None, progress=None,
-                           checkpoint: Path | None = None, model_cache_dir: Path | None = None) -> CellOutcome:
+                           checkpoint: Path | None = None, model_cache_dir: Path | None = None,
+                           on_log: Callable[[Any], None] | None = None) -> CellOutcome:
     """:func:`fine_tune` for scripts: the request made from its parts (a model builder, the
-    splits, language, seed, recipe and runtime settings)."""
+    splits, language, seed, recipe and runtime settings); ``on_log`` receives the loop's
+    :class:`harness.engine.UpdateLog` every 25 updates."""
     request = ProtocolRequest(build_model=build_model, data=data, language=language, seed=seed, train=train,
                               runtime=runtime, options={}, model_options=dict(model_options or {}), progress=progress,
-                              checkpoint=checkpoint, model_cache_dir=model_cache_dir)
+                              checkpoint=checkpoint, model_cache_dir=model_cache_dir, on_log=on_log)
     return fine_tune(request, metrics)

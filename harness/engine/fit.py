@@ -214,7 +214,8 @@ def _optimizer(model: torch.nn.Module, named, train, fused: bool) -> torch.optim
 def fit(model: torch.nn.Module, features: FeatureSource, split: Split, train, *, seed: int, device: torch.device,
         precision: str, amp: AbstractContextManager, progress=None, saver: Checkpointer | None = None,
         fused: bool = False, on_log: Callable[[UpdateLog], None] | None = None,
-        on_eval: Callable[[], float] | None = None) -> FitResult:
+        on_eval: Callable[[], float] | None = None,
+        on_dev: Callable[[int, float], None] | None = None) -> FitResult:
     """Train ``model``'s parameters that require gradients with CTC on ``split``.
 
     ``model`` needs ``head(features, frame_mask) -> logits (B, frames, vocab)``; ``features``
@@ -230,7 +231,8 @@ def fit(model: torch.nn.Module, features: FeatureSource, split: Split, train, *,
     after it) every ``train.eval_every`` updates and after the last one: the scores are the
     result's ``dev_curve``; with ``train.select = "best-dev"`` the parameters of the best-scored
     update are kept in memory and restored before returning (``selected_update``). Without
-    ``on_eval`` (or with ``eval_every`` 0) nothing is scored. ``train.head_lr`` (when set) trains
+    ``on_eval`` (or with ``eval_every`` 0) nothing is scored; ``on_dev`` receives ``(update, score)``
+    after each scoring (experiment trackers). ``train.head_lr`` (when set) trains
     the CTC output layer (:func:`head_parameters`) at its own learning rate, under the same
     schedule; unset, the optimizer is the single-group one, with the same numbers as before."""
     model.train()
@@ -324,6 +326,8 @@ def fit(model: torch.nn.Module, features: FeatureSource, split: Split, train, *,
             set_rng_state(rng)
             model.train()
             dev_curve.append((update + 1, round(score, 4)))
+            if on_dev is not None:
+                on_dev(update + 1, score)
             if keep_best and (best is None or score < best["score"]):
                 best = {"update": update + 1, "score": score,
                         "params": {n: p.detach().clone() for n, p in named}}

@@ -100,7 +100,7 @@ class CellSetup:
     _digests: dict[int, str | None] = field(default_factory=dict, repr=False)
     """what the cell's record says about how it computed (``record.train``), filled as it goes"""
     on_log: Callable[[UpdateLog], None] | None = None
-    """receives the loss every 25 updates (progress lines, trackers)"""
+    """receives the loss every 25 updates (progress lines, trackers); :meth:`start` takes the request's ``on_log``"""
 
     # ------------------------------------------------------------------ start
     @classmethod
@@ -114,7 +114,8 @@ class CellSetup:
         if runtime.threads > 0:
             torch.set_num_threads(runtime.threads)
         splits, vocab = prepare_splits(request.data, request.language, request.train)
-        return cls(request, device, precision, autocast(device, precision), splits, vocab)
+        return cls(request, device, precision, autocast(device, precision), splits, vocab,
+                   on_log=getattr(request, "on_log", None))
 
     @property
     def train(self):
@@ -290,7 +291,7 @@ class CellSetup:
         result = fit(model, features, self.splits["train"], train, seed=self.seed, device=self.device,
                      precision=self.precision, amp=self.amp, progress=request.progress, saver=saver,
                      fused=use_fused_optimizer(self.runtime.fused_optimizer, self.device), on_log=self.on_log,
-                     on_eval=on_eval)
+                     on_eval=on_eval, on_dev=getattr(request, "on_dev", None))
         self.facts.update(result.facts())
         if self.device.type == "cuda":
             self.facts["peak_memory_mib"] = torch.cuda.max_memory_allocated(self.device) / 2**20

@@ -228,6 +228,14 @@ class RunConfig:
     decoders: tuple[str, ...] = ("greedy",)
     #: each decoder's options (``[decoders.NAME]``, over its defaults)
     decoder_options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    #: experiment trackers that receive the run's events (tracker plugins: tensorboard, mlflow,
+    #: wandb, ...); never part of a cell's key
+    trackers: tuple[str, ...] = ()
+    #: each tracker's options (``[trackers.NAME]``, over its defaults)
+    tracker_options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    #: without a terminal (or with --no-progress), a line saying what is under way after this
+    #: many seconds without output (pre-training, caching, a long cell); 0: never
+    heartbeat_seconds: float = 60.0
     #: where the configuration came from (for messages and the record)
     source: str = "(defaults)"
     #: swept settings (``run.sweep``, ``--sweep``): each combination of their values is a point
@@ -249,7 +257,7 @@ def runtime_fingerprint(config: RunConfig) -> str:
 
 
 def check_sections(config: RunConfig, registry: Any, selected_models: Sequence[str] = ()) -> None:
-    """``[datasets.NAME]``, ``[models.NAME]`` and ``[executors.NAME]`` must name something that
+    """``[datasets.NAME]``, ``[models.NAME]``, ``[executors.NAME]`` and ``[trackers.NAME]`` must name something that
     exists: a registered plugin item or one in the run's selection (sections for installed but
     unselected plugins are fine). A misspelled section would otherwise be ignored silently."""
     checks = (
@@ -257,6 +265,7 @@ def check_sections(config: RunConfig, registry: Any, selected_models: Sequence[s
         ("models", config.model_options,
          set(registry.models) | set(registry.groups) | set(config.models) | set(selected_models)),
         ("executors", config.executor_options, set(registry.executors) | {config.executor}),
+        ("trackers", config.tracker_options, set(getattr(registry, "trackers", {})) | set(config.trackers)),
     )
     for section, table, known in checks:
         for name, options in table.items():
@@ -272,9 +281,9 @@ def check_sections(config: RunConfig, registry: Any, selected_models: Sequence[s
 
 
 _RUN_KEYS = {"models", "datasets", "langs", "seeds", "metrics", "protocols", "store", "cache_dir", "report_dir",
-             "executor", "decoders", "sweep"}
+             "executor", "decoders", "sweep", "trackers", "heartbeat_seconds"}
 _RUNTIME_KEYS = {f.name for f in dataclasses.fields(RuntimeSettings)}
-_TOP_SECTIONS = {"run", "train", "datasets", "models", "executors", "protocols", "decoders", "presets"}
+_TOP_SECTIONS = {"run", "train", "datasets", "models", "executors", "protocols", "decoders", "trackers", "presets"}
 
 
 def train_setting_types() -> dict[str, Any]:
@@ -319,6 +328,23 @@ def _names(where: str, value: Any) -> tuple[str, ...]:
     if not items:
         raise BenchError(f"{where} is empty", "name at least one, or 'all'")
     return tuple(dict.fromkeys(items))
+
+
+def _tracker_names(value: Any) -> tuple[str, ...]:
+    """``run.trackers``: a list of names (or a comma-separated string); empty: no tracker."""
+    if isinstance(value, (list, tuple)) and not value:
+        return ()
+    if isinstance(value, str) and not value.strip():
+        return ()
+    return _names("run.trackers", value)
+
+
+def _heartbeat(value: Any) -> float:
+    seconds = _coerce("run.heartbeat_seconds", value, float)
+    if seconds < 0:
+        raise BenchError(f"run.heartbeat_seconds must be >= 0, got {value!r}",
+                         "seconds between heartbeat lines without a terminal (0: none), e.g. 60")
+    return seconds
 
 
 def _seeds(value: Any) -> tuple[int, ...]:
@@ -488,7 +514,7 @@ def _build(data: dict, preset: str, base_dir: Path, source: str) -> RunConfig:
 
     defaults = RunConfig()
     sections = {}
-    for name in ("datasets", "models", "executors", "protocols", "decoders"):
+    for name in ("datasets", "models", "executors", "protocols", "decoders", "trackers"):
         table = data.get(name, {})
         if not isinstance(table, Mapping) or not all(isinstance(v, Mapping) for v in table.values()):
             raise BenchError(f"[{name}] must hold tables such as [{name}.NAME]", f"see docs/configuration.md (Sections: [{name}.NAME])")
@@ -513,6 +539,9 @@ def _build(data: dict, preset: str, base_dir: Path, source: str) -> RunConfig:
         executor_options=sections["executors"],
         decoders=_names("run.decoders", run["decoders"]) if "decoders" in run else defaults.decoders,
         decoder_options=sections["decoders"],
+        trackers=_tracker_names(run["trackers"]) if "trackers" in run else defaults.trackers,
+        tracker_options=sections["trackers"],
+        heartbeat_seconds=_heartbeat(run["heartbeat_seconds"]) if "heartbeat_seconds" in run else defaults.heartbeat_seconds,
         source=source,
         sweep=parse_axes(run.get("sweep")),
     )

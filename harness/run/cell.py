@@ -25,6 +25,8 @@ from harness.plan.cells import Cell
 from harness.plan.planner import PlannedCell, checkpoint_path, data_request, model_cache_dir, plan_run
 from harness.plugins import Registry, process_registry
 from harness.run.progress import Progress
+from harness.run.tracking import TrackerSet
+from harness.tracking import CellFailed, CellFinished, CellStarted, DevEvaluated, TrainingUpdate
 from harness.run.provenance import git_revision, machine, package_versions
 from harness.store.outputs import Blob, encode_genders, encode_log_probs, encode_text
 from harness.store.record import CellRecord, SplitFacts, StoredFile, TrainFacts
@@ -36,6 +38,8 @@ class CellTask:
     config: RunConfig
     cell: Cell
     key: str
+    #: the ``bench run`` that submitted it (experiment trackers group a run's cells by it)
+    run_id: str = ""
 
     def with_runtime(self, **changes: Any) -> CellTask:
         """The same cell computed differently (device, threads): runtime settings are not in the key."""
@@ -54,6 +58,9 @@ class CellResult:
     #: files for the outputs folder beside the store (log-probabilities, training text), which
     #: the record names: written before the record is stored
     blobs: tuple[Blob, ...] = ()
+    #: ``(who, line)`` warnings from where the cell ran (a failing experiment tracker), which the
+    #: driver prints once per ``who`` for the whole run
+    warnings: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -65,6 +72,8 @@ class CellFailure:
     message: str
     #: the hint of a user error, or the traceback of anything else
     detail: str
+    #: as :attr:`CellResult.warnings`
+    warnings: tuple[tuple[str, str], ...] = ()
 
 
 class _DataMemo:
@@ -184,23 +193,62 @@ def compute_cell(task: CellTask, progress: Progress | None = None,
     ``registry``: the plugins to plan the cell with (default: this process's, found once).
     """
     start = time.perf_counter()
+    registry = registry or process_registry()
+    tracking = _cell_trackers(task, registry)
     try:
-        return _compute(task, progress, start, registry or process_registry())
+        outcome: CellResult | CellFailure = _compute(task, progress, start, registry, tracking)
     except BenchError as exc:
-        return CellFailure(task.key, task.cell, "user", exc.message, exc.hint or "")
+        outcome = CellFailure(task.key, task.cell, "user", exc.message, exc.hint or "")
     except (KeyboardInterrupt, SystemExit):
+        tracking.emit(CellFailed(task.run_id, task.cell, task.key, "interrupted", "interrupted",
+                                 time.perf_counter() - start))
+        tracking.close(timeout=10)
         raise
     except Exception as exc:  # a bug in bench or a plugin: keep the traceback for the report
         kind = "oom" if is_out_of_memory(exc) else "error"
-        failure = CellFailure(task.key, task.cell, kind, f"{type(exc).__name__}: {exc}", traceback.format_exc())
-    if failure.kind == "oom":  # the next cell in this process gets the memory back
+        outcome = CellFailure(task.key, task.cell, kind, f"{type(exc).__name__}: {exc}", traceback.format_exc())
+    if isinstance(outcome, CellFailure) and outcome.kind == "oom":  # the next cell in this process gets the memory back
         _free_memory()
-    return failure
+    if not tracking.active and not tracking.warnings:
+        return outcome
+    seconds = time.perf_counter() - start
+    if isinstance(outcome, CellResult):
+        tracking.emit(CellFinished(task.run_id, task.cell, task.key, outcome.metrics, outcome.record, seconds))
+    else:
+        tracking.emit(CellFailed(task.run_id, task.cell, task.key, outcome.kind, outcome.message, seconds))
+    warnings = tracking.close()
+    return dataclasses.replace(outcome, warnings=tuple(warnings)) if warnings else outcome
 
 
-def _compute(task: CellTask, progress: Progress | None, start: float, registry: Registry) -> CellResult:
+def _cell_trackers(task: CellTask, registry: Registry) -> TrackerSet:
+    """The run's trackers, one instance each for this cell, made where it is computed."""
+    if not task.config.trackers:
+        return TrackerSet.empty()
+    return TrackerSet.open(task.config, registry, "cell", task.run_id, task.cell, task.key)
+
+
+def _listeners(task: CellTask, tracking: TrackerSet) -> dict[str, Any]:
+    """``on_log``/``on_dev`` for the protocol's request: the loop's events, to the trackers."""
+    if not tracking.active:
+        return {}
+    cell, key, run_id = task.cell, task.key, task.run_id
+
+    def on_log(log) -> None:
+        tracking.emit(TrainingUpdate(run_id, cell, key, log.update, log.total, log.loss, log.lr, log.seconds))
+
+    def on_dev(update: int, score: float) -> None:
+        tracking.emit(DevEvaluated(run_id, cell, key, update, score))
+
+    return {"on_log": on_log, "on_dev": on_dev}
+
+
+def _compute(task: CellTask, progress: Progress | None, start: float, registry: Registry,
+             tracking: TrackerSet | None = None) -> CellResult:
     config = task.config
     planned, metrics = _plan_one(task, registry)
+    tracking = tracking or TrackerSet.empty()
+    tracking.emit(CellStarted(task.run_id, task.cell, task.key, planned.identity))
+    listeners = _listeners(task, tracking)
     data = _MEMO.load(planned, config)
     train, runtime = config.train, config.runtime
     checkpoint = checkpoint_path(config, task.key)
@@ -209,7 +257,7 @@ def _compute(task: CellTask, progress: Progress | None, start: float, registry: 
         request = ProtocolRequest(
             build_model=planned.model.spec.build, data=data, language=task.cell.language, seed=task.cell.seed,
             train=train, runtime=runtime, options=planned.protocol_options, model_options=planned.model_options,
-            progress=progress, checkpoint=checkpoint, model_cache_dir=model_cache_dir(config),
+            progress=progress, checkpoint=checkpoint, model_cache_dir=model_cache_dir(config), **listeners,
             feature_store=config.cache_dir / "features" if runtime.feature_cache != "off" else None,
         )
         try:

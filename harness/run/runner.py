@@ -23,7 +23,9 @@ from harness.plugins import Registry, plugin_call, process_registry
 from harness.run.executors import Executor
 from harness.run.prepare_models import prepare_models
 from harness.run.progress import Progress
+from harness.run.tracking import TrackerSet, WarnOnce, new_run_id, resolve_trackers
 from harness.store.results import ResultStore
+from harness.tracking import RunFinished, RunStarted
 
 __all__ = ["ALL", "Plan", "PlannedCell", "RunSummary", "execute", "plan_run", "resolve_models"]
 
@@ -161,20 +163,81 @@ def execute(plan: Plan, config: RunConfig, store: ResultStore, progress: Progres
                 progress.log(f"FAILED {c.label()}: {exc.message}")
     pending = [p for p in pending if p.key not in problems]
 
+    run_id = new_run_id()
+    warn_once = WarnOnce(progress.log if progress else None)
+    tracking = TrackerSet.open(config, registry, "run", run_id, warn=warn_once)
+    if progress:
+        progress.matrix([c.cell for c in plan.cells], _stored_scores(store, plan, done, config), config.metrics[0],
+                        len(pending))
+    cells = [c.cell for c in plan.cells]
+    tracking.emit(RunStarted(run_id, len(plan.cells), len(pending), tuple(dict.fromkeys(c.model for c in cells)),
+                             tuple(dict.fromkeys(c.language for c in cells)),
+                             tuple(dict.fromkeys(c.seed for c in cells)), config.preset, str(store.path)))
+    counts = {"computed": 0, "others": 0}
+    failures: list[CellFailure] = list(unusable)
+    heartbeat = _Heartbeat(store)
+    interrupted = True
     # models made here (pre-trained, say) are made once per run before their cells: in the local
     # executor's workers beside other cells when it has several, else in this process first
     preparations = _preparations(pending, config)
     if hasattr(executor, "expect"):
         executor.expect(len(pending), config.train.steps)
-    run_with_preparation = getattr(executor, "run_with_preparation", None)
-    parallel = (bool(preparations) and len(pending) > 1 and run_with_preparation is not None
+    parallel = (bool(preparations) and len(pending) > 1 and hasattr(executor, "run_with_preparation")
                 and executor.parallel())
-    if not parallel:
-        prepare_models(((p.model.spec, p.model_options) for p in pending), config, registry, progress)
-    heartbeat = _Heartbeat(store)
-    heartbeat.start()
-    counts = {"computed": 0, "others": 0}
-    failures: list[CellFailure] = list(unusable)
+    not_prepared: list[BaseException] = []
+    try:
+        if not parallel:
+            prepare_models(((p.model.spec, p.model_options) for p in pending), config, registry, progress,
+                           tracking=tracking, run_id=run_id)
+        heartbeat.start()
+        _compute_cells(pending, config, store, executor, progress, heartbeat, counts, failures, runtime, run_id,
+                       warn_once, preparations if parallel else [], not_prepared, tracking)
+        interrupted = False
+    finally:
+        tracking.emit(RunFinished(run_id, counts["computed"], tuple(f.cell.label() for f in failures),
+                                  time.perf_counter() - start, interrupted))
+        tracking.close(timeout=10 if interrupted else None)
+    if not_prepared:  # every cell that could be computed is stored; now say what stopped the rest
+        first = not_prepared[0]
+        raise first if isinstance(first, BenchError) else BenchError(
+            f"making a model failed: {type(first).__name__}: {first}", "see the traceback above; fix it and run again")
+    return RunSummary(len(plan.cells), len(done), counts["computed"], time.perf_counter() - start, tuple(failures),
+                      skipped_failed, counts["others"])
+
+
+def _preparations(pending: list[PlannedCell], config: RunConfig) -> list:
+    """One :class:`PrepareTask` per model of ``pending`` that has a ``prepare`` (first cell's options)."""
+    from harness.run.executors.local import PrepareTask
+
+    seen: dict[str, PrepareTask] = {}
+    for planned in pending:
+        spec = planned.model.spec
+        if spec.prepare is not None and planned.cell.model not in seen:
+            seen[planned.cell.model] = PrepareTask(config, planned.cell.model, dict(planned.model_options))
+    return list(seen.values())
+
+
+def _stored_scores(store: ResultStore, plan: Plan, done: set[str], config: RunConfig) -> dict:
+    """The test score (the run's first metric) of each planned cell stored already, for the live matrix."""
+    if not done:
+        return {}
+    metric = config.metrics[0]
+    by_key = {c.key: c.cell for c in plan.cells}
+    return {by_key[c.key]: c.metrics.get("test", {}).get(metric) for c in store.cells(done) if c.key in by_key}
+
+
+def _compute_cells(pending: list[PlannedCell], config: RunConfig, store: ResultStore, executor: Executor,
+                   progress: Progress | None, heartbeat: _Heartbeat, counts: dict, failures: list[CellFailure],
+                   runtime: str, run_id: str, warn_once: WarnOnce, preparations: list | None = None,
+                   not_prepared: list | None = None, tracking: TrackerSet | None = None) -> None:
+    """Hand the pending cells to the executor and store each result or failure as it comes back;
+    with ``preparations``, the executor makes those models too, beside the cells of ready ones
+    (``not_prepared`` collects what failed)."""
+    from contextlib import ExitStack
+
+    from harness.tracking import ModelPrepared
+
+    metric = config.metrics[0]
 
     def tasks():
         for planned in pending:
@@ -183,11 +246,16 @@ def execute(plan: Plan, config: RunConfig, store: ResultStore, progress: Progres
                 continue
             with heartbeat.lock:
                 heartbeat.held.add(planned.key)
+            if progress:
+                progress.cell_started(planned.cell)
             # a swept cell is computed with the configuration of its point (which plans to its key)
-            yield CellTask(config_at(config, planned.point) if planned.point else config, planned.cell, planned.key)
+            yield CellTask(config_at(config, planned.point) if planned.point else config, planned.cell, planned.key,
+                           run_id)
 
     def on_result(result: CellResult | CellFailure) -> None:
         c = result.cell
+        for who, line in result.warnings:  # a failing tracker where the cell ran: said once per run
+            warn_once(who, line)
         if isinstance(result, CellResult):
             try:  # one transaction: stored whole or not at all (its output files first)
                 if result.blobs:
@@ -214,17 +282,24 @@ def execute(plan: Plan, config: RunConfig, store: ResultStore, progress: Progres
         with heartbeat.lock:
             heartbeat.held.discard(result.key)
         if progress:
+            ok = isinstance(result, CellResult)
+            progress.cell_finished(c, result.metrics.get("test", {}).get(metric) if ok else None,
+                                   result.duration_s if ok else None, failed=not ok)
             progress.finish_cell(line)
 
-    not_prepared: list[BaseException] = []
+    activities = ExitStack()
 
     def on_prepared(model: str, outcome) -> None:
         if isinstance(outcome, BaseException):
-            not_prepared.append(outcome)
+            if not_prepared is not None:
+                not_prepared.append(outcome)
             if progress:
                 progress.log(f"FAILED to make model {model}: {outcome}; its cells are left for a later run")
-        elif progress and outcome.get("prepared_now"):
+            return
+        if progress and outcome.get("prepared_now"):
             progress.log(f"made {model}: {outcome.get('summary', '')} ({outcome.get('seconds', 0):.0f} s)")
+        if tracking is not None and tracking.active:
+            tracking.emit(ModelPrepared(run_id, model, float(outcome.get("seconds", 0.0) or 0.0), dict(outcome)))
 
     def release(task: CellTask) -> None:
         with heartbeat.lock:
@@ -232,40 +307,25 @@ def execute(plan: Plan, config: RunConfig, store: ResultStore, progress: Progres
         store.release(task.key)
 
     try:
-        if parallel:
+        if preparations:
+            names = ", ".join(p.model for p in preparations)
             if progress:
-                progress.log(f"making {len(preparations)} model(s) in the workers beside the other cells: "
-                             + ", ".join(p.model for p in preparations))
-            run_with_preparation(preparations, tasks(), on_result, progress, on_prepared, release)
+                progress.log(f"making {len(preparations)} model(s) in the workers beside the other cells: {names}")
+                if hasattr(progress, "activity"):
+                    activities.enter_context(progress.activity(f"making model(s) {names} in the workers"))
+            executor.run_with_preparation(preparations, tasks(), on_result, progress, on_prepared, release)
         else:
             executor.run(tasks(), on_result, progress)
     finally:
+        activities.close()
         heartbeat.stop()
         with heartbeat.lock:
             for key in heartbeat.held:  # interrupted: let the next run take these at once
                 store.release(key)
-    if not_prepared:  # every cell that could be computed is stored; now say what stopped the rest
-        first = not_prepared[0]
-        raise first if isinstance(first, BenchError) else BenchError(
-            f"making a model failed: {type(first).__name__}: {first}", "see the traceback above; fix it and run again")
-    return RunSummary(len(plan.cells), len(done), counts["computed"], time.perf_counter() - start, tuple(failures),
-                      skipped_failed, counts["others"])
-
-
-def _preparations(pending: list[PlannedCell], config: RunConfig) -> list:
-    """One :class:`PrepareTask` per model of ``pending`` that has a ``prepare`` (first cell's options)."""
-    from harness.run.executors.local import PrepareTask
-
-    seen: dict[str, PrepareTask] = {}
-    for planned in pending:
-        spec = planned.model.spec
-        if spec.prepare is not None and planned.cell.model not in seen:
-            seen[planned.cell.model] = PrepareTask(config, planned.cell.model, dict(planned.model_options))
-    return list(seen.values())
 
 
 def check_runtime(config: RunConfig, registry: Registry, here: bool = False) -> Executor:
-    """Check the runtime settings (device, precision, executor and its options) before any
+    """Check the runtime settings (device, precision, executor and its options, trackers) before any
     work, pre-training included: a setting that cannot work fails at once with one message
     instead of failing every cell. The device is checked on this machine when cells run here
     (the ``local`` executor) or ``here`` is set (models are pre-trained in this process); other
@@ -278,5 +338,6 @@ def check_runtime(config: RunConfig, registry: Registry, here: bool = False) -> 
         if config.runtime.precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
             raise BenchError("run.precision='bf16' was asked for but this GPU does not support bf16",
                              "use precision auto (fp16 with loss scaling there) or fp32")
+    resolve_trackers(config, registry)  # unknown names, missing packages, bad options: before any work
     spec = registry.executor(config.executor).spec
     return spec.create(dict(config.executor_options.get(config.executor, {})), config)

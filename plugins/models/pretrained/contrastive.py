@@ -27,7 +27,7 @@ from harness.engine.batching import endless_batches, pad_stack
 from harness.engine.device import seed_everything
 from harness.errors import BenchError
 from harness.engine.schedule import tri_stage_scheduler
-from harness.engine import prepare_audio
+from harness.engine import LOSS_WINDOW, UpdateLog, prepare_audio
 
 from ..hf import tiny_config
 from .checkpoints import Pretrained
@@ -162,6 +162,13 @@ def _pretrain(recipe: ContrastiveRecipe, audio: Sequence[np.ndarray], device: to
     return outcome
 
 
+def _learning_rate(recipe: ContrastiveRecipe, update: int) -> float:
+    """The tri-stage schedule's learning rate after ``update`` updates (what its scheduler set)."""
+    from harness.engine.schedule import tri_stage_factor
+
+    return recipe.lr * tri_stage_factor(update, recipe.steps, recipe.warmup, recipe.hold)
+
+
 def chance_contrastive_loss(recipe: ContrastiveRecipe) -> float:
     """The contrastive loss of a model that cannot tell the target from its distractors."""
     return math.log(recipe.num_negatives + 1)
@@ -172,11 +179,20 @@ def run(context: PrepareContext, name: str, recipe: ContrastiveRecipe, device: t
     audio = [u.audio for _, splits in load_corpus(context, recipe) for u in splits.train]
     stage = context.progress.stage(f"pretrain {name}", recipe.steps) if context.progress is not None else None
     quarter = max(recipe.steps // 4, 1)
+    on_log = getattr(context, "on_log", None)
+    started = time.perf_counter()
+    window: list[float] = []
 
     def on_update(update: int, stats: dict[str, float]) -> None:
         if stage is not None:
             stage.advance()
             stage.set_postfix(loss=f"{stats['contrastive']:.3f}")
+        if on_log is not None:  # trackers: the mean loss of every LOSS_WINDOW updates, as the loop reports it
+            window.append(stats["loss"])
+            if update % LOSS_WINDOW == 0 or update == recipe.steps:
+                on_log(UpdateLog(update, recipe.steps, sum(window) / len(window),
+                                 _learning_rate(recipe, update), time.perf_counter() - started))
+                window.clear()
         if update % quarter == 0 and update < recipe.steps:
             context.log(f"  {name}: update {update}/{recipe.steps}, contrastive loss {stats['contrastive']:.3f}")
 

@@ -83,7 +83,7 @@ def phone_error_rate(references: Sequence[str], hypotheses: Sequence[str]) -> fl
 
 
 def pretrain(recipe: PhoneticRecipe, data: DatasetSplits, device: str = "cpu", threads: int = 0,
-             progress=None) -> tuple[torch.nn.Module, CellOutcome]:
+             progress=None, on_log=None) -> tuple[torch.nn.Module, CellOutcome]:
     """Train a fresh tiny wav2vec2 with CTC on ``data`` (IPA targets); the model and the loop's outcome."""
     built: list[SpeechCTCModel] = []
 
@@ -96,7 +96,8 @@ def pretrain(recipe: PhoneticRecipe, data: DatasetSplits, device: str = "cpu", t
                           freeze_feature_encoder=True, mask_time_prob=0.0)
     runtime = RuntimeSettings(device=device, threads=threads, checkpoint_minutes=0)
     per = MetricSpec("per", phone_error_rate, description="phone error rate")
-    outcome = fine_tune_and_evaluate(build, data, TARGETS, recipe.seed, train, runtime, [per], progress=progress)
+    outcome = fine_tune_and_evaluate(build, data, TARGETS, recipe.seed, train, runtime, [per], progress=progress,
+                                     on_log=on_log)
     model = built[-1].model.cpu()
     model.eval()
     return model, outcome
@@ -105,7 +106,8 @@ def pretrain(recipe: PhoneticRecipe, data: DatasetSplits, device: str = "cpu", t
 def run(context: PrepareContext, name: str, recipe: PhoneticRecipe, device: torch.device) -> Pretrained:
     """Pre-train ``recipe`` for :func:`..prepare`, with the loop's progress bars."""
     data = phonetic_splits(load_corpus(context, recipe, recipe.dev_minutes), recipe.stress)
-    model, outcome = pretrain(recipe, data, str(device), context.threads, context.progress)
+    model, outcome = pretrain(recipe, data, str(device), context.threads, context.progress,
+                              getattr(context, "on_log", None))
     info = outcome.train_info
     by_language: dict[str, list[tuple[str, str]]] = defaultdict(list)
     for utterance_id, reference, hypothesis in outcome.splits["dev"].hypotheses:

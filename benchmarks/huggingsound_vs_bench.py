@@ -129,8 +129,9 @@ def run_huggingsound(work: Path) -> None:
     tokens = TokenSet(job["tokens"], letter_case=None)
     out_dir = work / "hs-model"
     start = time.perf_counter()
+    # no data_cache_dir: with it and no eval_data, finetune() fails (model.py line 355 loads eval data anyway)
     model.finetune(str(out_dir), train_data=job["train"], token_set=tokens, training_args=training,
-                   model_args=ModelArguments(), data_cache_dir=str(work / "hs-data"))
+                   model_args=ModelArguments())
     train_seconds = time.perf_counter() - start
     tuned = SpeechRecognitionModel(str(out_dir), device="cpu")
     start = time.perf_counter()
@@ -163,7 +164,9 @@ def _prepare(args, work: Path) -> dict:
         raise SystemExit(f"no tiny-phone-{args.model_lang} checkpoint in {cache}/models/pretrained: run "
                          f"`bench pretrain --models tiny-phone-{args.model_lang}` first")
     model_dir = work / "model"
-    shutil.copytree(found[-1].parent, model_dir)
+    if not model_dir.exists():
+        shutil.copytree(found[-1].parent, model_dir)
+    hs_dir = _for_transformers_4(model_dir, work / "model-transformers4")
     rows = {}
     for split in ("train", "test"):
         folder = work / split
@@ -171,13 +174,33 @@ def _prepare(args, work: Path) -> dict:
         rows[split] = []
         for u in getattr(data, split):
             path = folder / f"{u.id}.wav"
-            sf.write(path, np.asarray(u.audio), 16_000, subtype="PCM_16")
+            if not path.exists():
+                sf.write(path, np.asarray(u.audio), 16_000, subtype="PCM_16")
             rows[split].append({"path": str(path), "transcription": normalize(u.text, args.lang)})
     vocab = build_vocabulary([r["transcription"] for r in rows["train"]], 1e-5)
     chars = [c for c in vocab.symbols[1:] if c != " "]
     mean_seconds = float(np.mean([len(u.audio) / 16_000 for u in data.train]))
-    return {"data": data, "rows": rows, "model": str(model_dir), "tokens": ["<pad>", "|", *chars],
-            "mean_seconds": mean_seconds}
+    return {"data": data, "rows": rows, "model": str(model_dir), "hs_model": str(hs_dir),
+            "tokens": ["<pad>", "|", *chars], "mean_seconds": mean_seconds}
+
+
+def _for_transformers_4(model_dir: Path, out: Path) -> Path:
+    """The same checkpoint for transformers 4.x: transformers 5 saves the positional convolution's
+    weight norm as ``parametrizations.weight.original0/1`` (torch's parametrization), 4.x loads
+    ``weight_g``/``weight_v`` and would otherwise start that layer from random weights."""
+    import torch
+    from safetensors.torch import load_file
+
+    if (out / "pytorch_model.bin").exists():
+        return out
+    shutil.copytree(model_dir, out, ignore=shutil.ignore_patterns("*.safetensors"), dirs_exist_ok=True)
+    tensors = load_file(str(model_dir / "model.safetensors"))
+    renamed = {k.replace("parametrizations.weight.original0", "weight_g")
+                .replace("parametrizations.weight.original1", "weight_v"): v for k, v in tensors.items()}
+    # pytorch_model.bin: HuggingSound hands the model folder to Trainer.train(resume_from_checkpoint=...),
+    # which in transformers 4.28 reads only that file
+    torch.save(renamed, out / "pytorch_model.bin")
+    return out
 
 
 def run_bench(args, prepared: dict) -> dict:
@@ -232,6 +255,7 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--cache-dir", default=None)
     parser.add_argument("--json", default=None, help="also write the figures here")
+    parser.add_argument("--reuse-bench", action="store_true", help="reuse bench's arm saved in --work")
     args = parser.parse_args(argv)
     if args.role == "lr-reference":
         lr_reference(Path(args.out))
@@ -244,8 +268,13 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory() as scratch:
         work = Path(args.work or scratch)
         prepared = _prepare(args, work)
-        bench = run_bench(args, prepared)
-        job = {"model": prepared["model"], "tokens": prepared["tokens"], "train": prepared["rows"]["train"],
+        saved = work / "bench.json"
+        if args.reuse_bench and saved.exists():
+            bench = json.loads(saved.read_text())
+        else:
+            bench = run_bench(args, prepared)
+            saved.write_text(json.dumps(bench))
+        job = {"model": prepared["hs_model"], "tokens": prepared["tokens"], "train": prepared["rows"]["train"],
                "test": prepared["rows"]["test"], "steps": args.steps, "lr": args.lr, "min_lr": args.min_lr,
                "warmup": 0.1, "hold": 0.4, "batch_size": args.batch_size, "seed": args.seed, "threads": args.threads}
         (work / "job.json").write_text(json.dumps(job))

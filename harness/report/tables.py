@@ -338,7 +338,8 @@ def _gender_findings(cells: Sequence[StoredCell], by_gender: Mapping[str, Mappin
                        "klatt variants nothing, and every utterance's pitch is drawn at random: a variant's label is "
                        "not a speaker's gender); Common Voice and FLEURS record it")
         else:
-            reason += " for its test utterances (Common Voice and FLEURS do, where speakers gave it)"
+            reason += (" for these cells' test utterances (Common Voice and FLEURS do, where speakers gave it; cells "
+                       "stored before bench kept genders have none)")
     elif not any(c.key in by_gender for c in recorded):
         reason = ("the test genders were recorded but their files beside the results store are missing "
                   "(copy the store's .outputs folder along with it)")

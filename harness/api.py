@@ -20,6 +20,25 @@ SAMPLING_RATE = 16_000
 
 
 # --------------------------------------------------------------------------- datasets
+#: the values of :attr:`Utterance.gender` (empty: not recorded)
+GENDERS = ("female", "male", "other")
+
+
+def normalise_gender(raw: object) -> str:
+    """A dataset's gender label as one of :data:`GENDERS`, or "" when it records none: Common
+    Voice's ``male``/``female``/``other`` and its newer ``male_masculine``, ``female_feminine``,
+    ``intersex``, ``transgender``, ``non-binary`` ("other"; ``do_not_wish_to_say`` is ""),
+    FLEURS's ``MALE``/``FEMALE``/``OTHER``."""
+    text = str(raw or "").strip().lower().replace("-", "_").replace(" ", "_")
+    if not text or text in ("nan", "none", "do_not_wish_to_say", "unknown", "undefined"):
+        return ""
+    if text in ("male", "male_masculine", "m", "man"):
+        return "male"
+    if text in ("female", "female_feminine", "f", "woman"):
+        return "female"
+    return "other"
+
+
 @dataclass(frozen=True)
 class Utterance:
     """One utterance: 16 kHz mono float32 audio and its raw (unnormalised) transcript."""
@@ -28,6 +47,9 @@ class Utterance:
     audio: np.ndarray
     text: str
     speaker: str = ""
+    gender: str = ""
+    """the speaker's gender where the dataset records it: "female", "male" or "other" (see
+    :data:`GENDERS`); empty: not recorded"""
 
     @property
     def seconds(self) -> float:
@@ -138,6 +160,16 @@ class DownloadItem:
 
 
 # --------------------------------------------------------------------------- models
+#: fields of a transformers model config that a run may set, for every model (``train.model_config``,
+#: e.g. in preset ``paper``) or for one (``[models.NAME]``), with their types. Time masking's
+#: probability is the recipe's own ``train.mask_time_prob`` (:attr:`ModelRequest.mask_time_prob`)
+MODEL_CONFIG_OPTIONS: Mapping[str, type] = {
+    "layerdrop": float, "hidden_dropout": float, "attention_dropout": float, "activation_dropout": float,
+    "feat_proj_dropout": float, "final_dropout": float, "mask_time_length": int, "mask_feature_prob": float,
+    "mask_feature_length": int,
+}
+
+
 @dataclass(frozen=True)
 class ModelRequest:
     vocab_size: int
@@ -364,6 +396,9 @@ class ProtocolRequest:
     """file for in-cell checkpoints (resume after a kill), or None"""
     model_cache_dir: Path | None = None
     """``ModelRequest.cache_dir`` for models that prepare themselves"""
+    feature_store: Path | None = None
+    """directory where cells share frozen feature-encoder outputs (:mod:`harness.engine.feature_store`),
+    or None"""
     on_log: Callable[[Any], None] | None = None
     """receives the training loop's :class:`harness.engine.UpdateLog` every 25 updates (experiment
     trackers); :class:`harness.engine.CellSetup` passes it to the loop, a protocol calling

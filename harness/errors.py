@@ -17,8 +17,18 @@ class BenchError(Exception):
         self.message = message
         self.hint = hint
 
+    def __reduce__(self):  # picklable whole (message and hint), e.g. from a worker process
+        return (_rebuild, (type(self), self.__dict__))
+
     def __str__(self) -> str:
         return self.message if not self.hint else f"{self.message}\n  hint: {self.hint}"
+
+
+def _rebuild(cls, state):
+    error = cls.__new__(cls)
+    Exception.__init__(error, state.get("message", ""))
+    error.__dict__.update(state)
+    return error
 
 
 def did_you_mean(name: str, choices: Iterable[str]) -> str:

@@ -132,8 +132,8 @@ def test_outside_a_checkout_bench_runs_the_documented_default_study(tmp_path):
     assert load_config(ROOT / "bench.toml").store == ROOT / ".bench" / "results.sqlite"  # paths from the link's folder
     done = _bench("run", "--dry-run", cwd=tmp_path, env={"BENCH_CACHE_DIR": str(tmp_path / "cache")})
     assert done.returncode == 0, done.stderr
-    assert "27 cells, 0 stored, 27 to compute (preset tiny-study, 150 updates each" in done.stdout
-    for model in ("tiny-phone-es", "tiny-phone-multi", "tiny-wav2vec2"):
+    assert "36 cells, 0 stored, 36 to compute (preset tiny-study, 150 updates each" in done.stdout
+    for model in ("tiny-phone-es", "tiny-phone-ru", "tiny-phone-multi", "tiny-wav2vec2"):
         assert model in done.stdout
     init = _bench("init", cwd=tmp_path)
     assert init.returncode == 0 and (tmp_path / "bench.toml").read_text() == PACKAGED_CONFIG.read_text()

@@ -116,8 +116,9 @@ def test_schemes_and_groups():
         with pytest.raises(BenchError, match="unknown language") as err:
             registry.model(f"{prefix}:nl+xx")
         assert f"{prefix}:nl+sv-SE" in err.value.hint
-    assert registry.expand_models(["tiny-study"]) == ["tiny-phone-es", "tiny-phone-multi", "tiny-wav2vec2"]
-    assert registry.expand_models(["tiny-ssl-study"]) == ["tiny-ssl-es", "tiny-ssl-multi", "tiny-wav2vec2"]
+    assert registry.expand_models(["tiny-study"]) == ["tiny-phone-es", "tiny-phone-ru", "tiny-phone-multi",
+                                                      "tiny-wav2vec2"]
+    assert registry.expand_models(["tiny-ssl-study"]) == ["tiny-ssl-es", "tiny-ssl-ru", "tiny-ssl-multi", "tiny-wav2vec2"]
     for name in ("tiny-ssl-multi", "tiny-phone-multi"):
         multi = registry.models[name].spec.metadata
         assert multi["pretraining_language_count"] == 6

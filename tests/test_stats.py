@@ -250,3 +250,33 @@ def test_too_few_seeds_is_reported_not_tested(values):
     assert "only one model" in per_language_tests(single_model)[0].sentence
     (lonely,) = model_tests(single_model)
     assert not lonely.tested and lonely.effect is None and "not tested" in lonely.sentence
+
+
+def test_default_design_with_two_monolingual_models_pairs_within_each_target():
+    """The embedded default since it has a Russian model too: Spanish and Russian monolingual
+    models on es, it, ru. Each target gets a related side (es: its own language; it: Spanish,
+    same subgroup; ru: its own language) and an unrelated one, so the test is within target; the
+    finding names the pairs, and 3 targets cannot reach p < 0.25 (said)."""
+    table = {("es-mono", "es"): [0.39, 0.40, 0.38], ("es-mono", "it"): [0.43, 0.44, 0.42],
+             ("es-mono", "ru"): [0.58, 0.59, 0.57], ("ru-mono", "es"): [0.43, 0.44, 0.42],
+             ("ru-mono", "it"): [0.47, 0.46, 0.48], ("ru-mono", "ru"): [0.50, 0.51, 0.49],
+             ("multi", "es"): [0.446, 0.45, 0.44], ("multi", "it"): [0.461, 0.46, 0.47],
+             ("multi", "ru"): [0.579, 0.58, 0.57],
+             ("scratch", "es"): [1.0] * 3, ("scratch", "it"): [1.0] * 3, ("scratch", "ru"): [1.0] * 3}
+    values = _frame(table)
+    blank = {("scratch", lang) for lang in ("es", "it", "ru")}
+    pretrained = {"es-mono": True, "ru-mono": True, "multi": True, "scratch": False}
+    (f,) = related_pretraining_tests(values, {"es-mono": ["es"], "ru-mono": ["ru"], "multi": MULTI},
+                                     pretrained=pretrained, blank=blank)
+    assert f.tested and "within each of 3 targets" in f.sentence
+    assert "es: es-mono (own language) vs ru-mono (unrelated)" in f.sentence
+    assert "it: es-mono (related) vs ru-mono (unrelated)" in f.sentence
+    assert "ru: ru-mono (own language) vs es-mono (unrelated)" in f.sentence
+    reference = language_reference(values, pretrained, blank)
+    g = gains(values, reference)
+    d = [g[("es-mono", "es")] - g[("ru-mono", "es")], g[("es-mono", "it")] - g[("ru-mono", "it")],
+         g[("ru-mono", "ru")] - g[("es-mono", "ru")]]
+    assert all(x > 0 for x in d)
+    assert f.p_value == pytest.approx(stats.wilcoxon(d).pvalue) == pytest.approx(0.25)
+    assert f.effect.estimate == pytest.approx(float(np.median(d)))
+    assert "could not have been significant" in f.text()

@@ -21,6 +21,29 @@ def add_parser(sub) -> None:
     report.set_defaults(func=run)
 
 
+def stored_genders(store_path: Path, cells) -> dict[str, dict[str, str]]:
+    """key -> the test utterances' speaker genders, for the cells that recorded them and whose
+    file is beside the store (a missing or damaged file leaves the cell out: the report says so)."""
+    from harness.errors import BenchError
+    from harness.store.outputs import OutputStore
+
+    outputs = OutputStore.beside(store_path)
+    out: dict[str, dict[str, str]] = {}
+    read: dict[str, dict[str, str]] = {}  # every cell of a language shares one file
+    for c in cells:
+        stored = c.record.genders.get("test")
+        if stored is None:
+            continue
+        if stored.sha256 not in read:
+            try:
+                read[stored.sha256] = outputs.genders(stored.sha256)
+            except (BenchError, ValueError):
+                read[stored.sha256] = {}
+        if read[stored.sha256]:
+            out[c.key] = read[stored.sha256]
+    return out
+
+
 def run(args: argparse.Namespace) -> int:
     from harness.report.tables import write_reports
 
@@ -40,7 +63,8 @@ def run(args: argparse.Namespace) -> int:
         else:
             hypotheses = {c.key: store.hypotheses(c.key, "test") for c in cells}
     paths = write_reports(cells, out, config.metrics, Path(args.json) if args.json else None,
-                          metric_directions(process_registry()), hypotheses, swept["sweep"], swept["points"])
+                          metric_directions(process_registry()), hypotheses, swept["sweep"], swept["points"],
+                          genders=stored_genders(config.store, cells))
     if config.trackers:
         _to_trackers(config, paths, len(cells))
     payload = json.loads(paths["json"].read_text())

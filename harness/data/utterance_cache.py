@@ -2,7 +2,8 @@
 
 One ``.npz`` file holds named groups of utterances (for example ``train``, ``dev``,
 ``test``): the audio of each group concatenated as int16 (16-bit is what the sources hold,
-so nothing audible is lost), the lengths, and the ids, transcripts and speakers as JSON.
+so nothing audible is lost), the lengths, and the ids, transcripts, speakers and (where
+recorded) genders as JSON.
 Writes are atomic, so a run killed mid-write never leaves a half-written file behind.
 """
 
@@ -27,7 +28,8 @@ def save_utterances(path: Path, groups: Mapping[str, Sequence[Utterance]], extra
         audio = np.concatenate([u.audio for u in utts]) if utts else np.zeros(0, np.float32)
         arrays[f"{name}_audio"] = np.round(np.clip(audio, -1.0, 1.0) * 32767).astype(np.int16)
         arrays[f"{name}_lengths"] = np.array([len(u.audio) for u in utts], dtype=np.int64)
-        meta[name] = [[u.id, u.text, u.speaker] for u in utts]
+        # the gender only when recorded: files of datasets without one stay as they were
+        meta[name] = [[u.id, u.text, u.speaker, u.gender] if u.gender else [u.id, u.text, u.speaker] for u in utts]
     arrays["meta"] = np.frombuffer(json.dumps(meta, ensure_ascii=False).encode("utf-8"), dtype=np.uint8)
     arrays["extra"] = np.frombuffer(json.dumps(dict(extra or {}), ensure_ascii=False).encode("utf-8"), dtype=np.uint8)
     tmp = path.with_name(path.name + ".tmp.npz")
@@ -47,8 +49,9 @@ def load_utterances(path: Path) -> tuple[dict[str, list[Utterance]], dict]:
             offsets = np.concatenate([[0], np.cumsum(lengths)])
             if offsets[-1] != len(audio) or len(lengths) != len(rows):
                 raise ValueError("inconsistent cache file")
-            out[name] = [Utterance(uid, audio[offsets[i]:offsets[i + 1]], text, speaker)
-                         for i, (uid, text, speaker) in enumerate(rows)]
+            out[name] = [Utterance(row[0], audio[offsets[i]:offsets[i + 1]], row[1], row[2],
+                                   row[3] if len(row) > 3 else "")
+                         for i, row in enumerate(rows)]
     return out, extra
 
 

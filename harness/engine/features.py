@@ -75,6 +75,12 @@ class CachedFeatures:
                 progress.advance()
         self._cache = cache
 
+    def use_cache(self, rows: Sequence[torch.Tensor]) -> None:
+        """Keep ``rows`` (one per utterance, computed elsewhere: the feature store) as the cache."""
+        if len(rows) != len(self.frames):
+            raise ValueError(f"{len(rows)} rows for {len(self.frames)} utterances")
+        self._cache = [r.to(self.device) for r in rows]
+
     def cache_bytes(self, probe: torch.Tensor) -> float:
         """What a cache of this split would take, from one utterance's features."""
         per_frame = probe.element_size() * probe[0].numel()

@@ -179,7 +179,8 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 def use_fused_optimizer(setting: str, device: torch.device) -> bool:
     """``run.fused_optimizer``: auto fuses Adam on CUDA only, so CPU results stay bit-identical
-    to the for-loop implementation torch picks there."""
+    to the per-tensor loop (the multi-tensor ``foreach`` implementation used otherwise gives
+    the same bits)."""
     return setting == "on" or (setting == "auto" and device.type == "cuda")
 
 
@@ -197,7 +198,9 @@ def _optimizer(model: torch.nn.Module, named, train, fused: bool) -> torch.optim
     """Adam over the trainable parameters: one group at ``train.lr`` (the study's), or with
     ``train.head_lr`` set two: the CTC output layer at ``head_lr``, the rest at ``lr``."""
     params = [p for _, p in named]
-    options = {"fused": True} if fused else {}
+    # foreach: one kernel per operation over all tensors instead of one per tensor (on a CPU torch's
+    # default is the per-tensor loop); the same arithmetic, so the same numbers to the last bit
+    options = {"fused": True} if fused else {"foreach": True}
     head_lr = getattr(train, "head_lr", 0.0) or 0.0
     if not head_lr:
         return torch.optim.Adam(params, lr=train.lr, weight_decay=train.weight_decay, **options)
@@ -217,7 +220,7 @@ def fit(model: torch.nn.Module, features: FeatureSource, split: Split, train, *,
 
     ``model`` needs ``head(features, frame_mask) -> logits (B, frames, vocab)``; ``features``
     serves ``split``'s rows; ``train`` is the recipe (:class:`harness.plan.config.TrainSettings`:
-    steps, lr, weight_decay, warmup, hold, batch_seconds, grad_accum, max_grad_norm,
+    steps, lr, weight_decay, warmup, hold, decay, min_lr, batch_seconds, grad_accum, max_grad_norm,
     freeze_feature_encoder — gradients flow into the features only when it is false).
     ``progress`` is a :class:`harness.run.progress.Progress` (a ``train`` stage bar), ``saver``
     checkpoints, ``fused`` picks Adam's fused kernel, ``on_log`` receives an :class:`UpdateLog`
@@ -241,7 +244,9 @@ def fit(model: torch.nn.Module, features: FeatureSource, split: Split, train, *,
     keep_best = eval_every > 0 and getattr(train, "select", "last") == "best-dev"
     dev_curve: list[tuple[int, float]] = []
     best: dict[str, Any] | None = None
-    scheduler = tri_stage_scheduler(optimizer, train.steps, train.warmup, train.hold)
+    scheduler = tri_stage_scheduler(optimizer, train.steps, train.warmup, train.hold,
+                                    decay=getattr(train, "decay", "exponential"),
+                                    min_lr=getattr(train, "min_lr", 0.0) or 0.0)
     scaler = torch.amp.GradScaler(device.type) if precision == "fp16" else None
     budget = int(train.batch_seconds * SAMPLING_RATE)
     samples = split.samples

@@ -22,6 +22,7 @@ import torch
 from harness.api import SAMPLING_RATE, CellOutcome, MetricSpec, ModelRequest, ProtocolRequest, SpeechCTCModel, SplitOutput
 from harness.engine.device import autocast, resolve_device, resolve_precision, seed_everything
 from harness.engine.evaluate import evaluate
+from harness.engine.feature_store import FeatureStore, tensor_digest
 from harness.engine.features import CachedFeatures, EncoderFeatures, FeatureSource, HiddenStateFeatures, decide_cache
 from harness.engine.scoring import corpus_cer
 from harness.engine.fit import Checkpointer, FitResult, UpdateLog, fit, use_fused_optimizer
@@ -95,6 +96,8 @@ class CellSetup:
     splits: dict[str, Split]
     vocab: Vocabulary
     facts: dict[str, Any] = field(default_factory=dict)
+    #: feature-encoder digests per model object (the feature store's keys)
+    _digests: dict[int, str | None] = field(default_factory=dict, repr=False)
     """what the cell's record says about how it computed (``record.train``), filled as it goes"""
     on_log: Callable[[UpdateLog], None] | None = None
     """receives the loss every 25 updates (progress lines, trackers); :meth:`start` takes the request's ``on_log``"""
@@ -180,7 +183,10 @@ class CellSetup:
         if kind not in FEATURE_KINDS:
             raise ValueError(f"kind must be one of {sorted(FEATURE_KINDS)}, got {kind!r}")
         split = self.splits[split] if isinstance(split, str) else split
-        return FEATURE_KINDS[kind](model, split, self.device, self.amp, cached)
+        source = FEATURE_KINDS[kind](model, split, self.device, self.amp, cached)
+        if cached and split.name != "train" and self._store_key(source) is not None:
+            self.build_cache(source, stage=None)  # dev and test: shared with the cells that read them too
+        return source
 
     def training_features(self, model: SpeechCTCModel, kind: str = "encoder", cache: bool = True) -> CachedFeatures:
         """The training split's features, after leaving out the utterances too short for their
@@ -192,13 +198,54 @@ class CellSetup:
         source.cached = cache and decide_cache(self.runtime.feature_cache, source)
         return source
 
-    def build_cache(self, source: CachedFeatures) -> None:
-        """Compute and keep every training utterance's features (timed: ``encode_seconds``)."""
+    def build_cache(self, source: CachedFeatures, stage: str | None = "encode") -> None:
+        """Compute and keep every utterance's features of ``source`` (``stage``: the progress
+        stage and the timing fact, ``encode_seconds`` for the training split).
+
+        Encoder outputs go through the run's feature store when it has one
+        (``ProtocolRequest.feature_store``, :mod:`harness.engine.feature_store`): a split another
+        cell already encoded with the same encoder is loaded instead (the same numbers)."""
         progress = self.request.progress
-        bar = progress.stage("encode", len(source.split.ids)) if progress else None
         start = time.perf_counter()
-        source.build_cache(bar)
-        self.facts["encode_seconds"] = time.perf_counter() - start
+        key = self._store_key(source)
+        if key is None:
+            source.build_cache(progress.stage(stage, len(source.split.ids)) if progress and stage else None)
+        else:
+            store = self._feature_store()
+            with store.locked(key):
+                rows = store.load(key, source.frames)
+                if rows is None:
+                    source.build_cache(progress.stage(stage, len(source.split.ids)) if progress and stage else None)
+                    store.save(key, source.rows(range(len(source.frames))))
+                else:
+                    source.use_cache(rows)
+                self.facts.setdefault("features_shared", {})[source.split.name] = rows is not None
+        if stage:
+            self.facts[f"{stage}_seconds"] = time.perf_counter() - start
+
+    def _feature_store(self) -> FeatureStore | None:
+        directory = getattr(self.request, "feature_store", None)
+        gigabytes = getattr(self.runtime, "feature_store_gb", 0.0)
+        return FeatureStore(directory, gigabytes * 2**30) if directory is not None and gigabytes > 0 else None
+
+    def _store_key(self, source: CachedFeatures) -> str | None:
+        """The feature store's key of ``source``, or None when it is not stored (no store,
+        features other than a frozen encoder's)."""
+        if type(source) is not EncoderFeatures or self._feature_store() is None:
+            return None
+        model = source.model
+        digests = self._digests
+        if id(model) not in digests:
+            params = [p for p in model.feature_encoder_parameters()]
+            if not params or any(p.requires_grad for p in params):
+                digests[id(model)] = None  # a trainable encoder changes as it trains: never shared
+            else:
+                digests[id(model)] = tensor_digest(params, type(model).__module__, type(model).__qualname__,
+                                                   str(getattr(model, "normalize_audio", "")))
+        if digests[id(model)] is None:
+            return None
+        audio = tensor_digest(source.split.audio)
+        return FeatureStore.key(digests[id(model)], audio, self.precision, self.device)
 
     # ------------------------------------------------------------------ facts
     def record_data(self, cached: bool) -> None:

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, get_type_hints
 
+from harness.api import MODEL_CONFIG_OPTIONS
 from harness.errors import BenchError, did_you_mean
 from harness.plan.sweep import SweepAxis, config_at, parse_axes
 
@@ -26,6 +27,8 @@ DEFAULT_CONFIG = "bench.toml"
 #: the default configuration shipped with the package (the repository's bench.toml, commented)
 PACKAGED_CONFIG = Path(__file__).with_name("bench.toml")
 DEFAULT_PRESET = "tiny-study"
+#: the shapes of the schedule's last stage (``train.decay``; :mod:`harness.engine.schedule` draws them)
+DECAYS = ("exponential", "linear")
 
 
 def default_cache_dir() -> Path:
@@ -68,10 +71,24 @@ class TrainSettings:
     #: learning rate of the CTC output layer when it should differ from ``lr`` (the rest of the
     #: model keeps ``lr``); 0: the same as ``lr``
     head_lr: float = 0.0
+    #: shape of the schedule's last stage: "exponential" (fairseq's tri-stage: warm-up from 1 % of
+    #: ``lr``, decay to 5 %) or "linear" (HuggingSound's, the study's tool: warm-up from 0, decay
+    #: towards 0); see :mod:`harness.engine.schedule`
+    decay: str = "exponential"
+    #: the learning rate never goes below this (HuggingSound's ``min_learning_rate``); 0: no floor
+    min_lr: float = 0.0
+    #: transformers config fields set for every model of the run (each model takes those it
+    #: declares in its options; its own ``[models.NAME]`` options win), e.g. preset paper's
+    #: ``{ layerdrop = 0.0, attention_dropout = 0.1, ... }``; empty: each checkpoint's own config
+    model_config: Mapping[str, float | int] = field(default_factory=dict)
 
     #: settings that enter a cell's key only when they differ from these values, so that adding
     #: them left every stored cell's key as it was
-    KEYED_WHEN_SET: ClassVar[Mapping[str, Any]] = {"eval_every": 0, "select": "last", "head_lr": 0.0}
+    KEYED_WHEN_SET: ClassVar[Mapping[str, Any]] = {"eval_every": 0, "select": "last", "head_lr": 0.0,
+                                                   "decay": "exponential", "min_lr": 0.0}
+    #: settings that never enter ``identity["train"]``: ``model_config`` enters the key through
+    #: each model's options (``identity["model"]["options"]``), as if set in ``[models.NAME]``
+    KEYED_ELSEWHERE: ClassVar[tuple[str, ...]] = ("model_config",)
 
     def keyed(self) -> dict[str, Any]:
         """The recipe as it enters a cell's key (:data:`KEYED_WHEN_SET` left out at their defaults)."""
@@ -79,7 +96,13 @@ class TrainSettings:
         for name, neutral in self.KEYED_WHEN_SET.items():
             if out[name] == neutral:
                 del out[name]
+        for name in self.KEYED_ELSEWHERE:
+            del out[name]
         return out
+
+    def model_config_for(self, declared: Sequence[str]) -> dict[str, Any]:
+        """The ``model_config`` entries a model declaring the options ``declared`` takes."""
+        return {k: v for k, v in self.model_config.items() if k in declared}
 
     def __post_init__(self) -> None:
         checks = [
@@ -98,10 +121,36 @@ class TrainSettings:
             (self.select == "last" or self.eval_every > 0,
              "train.select = \"best-dev\" needs dev scores during training: set train.eval_every (e.g. 25)"),
             (self.head_lr >= 0, "train.head_lr must be >= 0 (0: the same as train.lr)"),
+            (self.decay in DECAYS, f"train.decay must be one of {', '.join(map(repr, DECAYS))}, got {self.decay!r}"),
+            (0 <= self.min_lr <= self.lr, "train.min_lr (the schedule's floor) must be between 0 and train.lr"),
         ]
         for ok, message in checks:
             if not ok:
                 raise BenchError(f"invalid setting: {message}", "fix it in bench.toml or the --set flag")
+        self._check_model_config()
+
+    def _check_model_config(self) -> None:
+        if not isinstance(self.model_config, Mapping):
+            raise BenchError(f"invalid setting: train.model_config must be a table, got {self.model_config!r}",
+                             "e.g. train.model_config = { layerdrop = 0.0, attention_dropout = 0.1 }")
+        normalised: dict[str, float | int] = {}
+        for key, value in self.model_config.items():
+            if key == "mask_time_prob":
+                raise BenchError("invalid setting: train.model_config sets 'mask_time_prob', which is the recipe's "
+                                 "own setting", "set train.mask_time_prob instead")
+            if key not in MODEL_CONFIG_OPTIONS:
+                raise BenchError(f"invalid setting: train.model_config has unknown key {key!r}."
+                                 f"{did_you_mean(key, MODEL_CONFIG_OPTIONS)}",
+                                 f"keys it takes: {', '.join(MODEL_CONFIG_OPTIONS)}")
+            kind = MODEL_CONFIG_OPTIONS[key]
+            ok = (isinstance(value, (int, float)) and not isinstance(value, bool)
+                  and (kind is float or isinstance(value, int)))
+            if not ok or value < 0 or (kind is float and key != "mask_feature_prob" and value >= 1):
+                what = "an integer >= 0" if kind is int else "a number in [0, 1)"
+                raise BenchError(f"invalid setting: train.model_config.{key} must be {what}, got {value!r}",
+                                 "fix it in bench.toml or the --set flag")
+            normalised[key] = kind(value)  # 0 and 0.0 give one key
+        object.__setattr__(self, "model_config", dict(sorted(normalised.items())))
 
 
 @dataclass(frozen=True)
@@ -114,6 +163,10 @@ class RuntimeSettings:
     precision: str = "auto"
     #: reuse frozen feature-encoder outputs across epochs: "auto", "on", "off"
     feature_cache: str = "auto"
+    #: frozen feature-encoder outputs shared between cells on disk (``<cache_dir>/features``), at
+    #: most this many GiB (least recently used go first); 0 turns sharing off. Exact: an entry
+    #: is keyed by the encoder's weights, the audio, precision and threads
+    feature_store_gb: float = 2.0
     #: padded seconds of audio per evaluation batch
     eval_batch_seconds: float = 60.0
     #: CPU threads for torch (0: torch's default)
@@ -135,6 +188,9 @@ class RuntimeSettings:
         if self.precision not in {"auto", "fp32", "bf16", "fp16"}:
             raise BenchError(f"invalid setting: run.precision={self.precision!r}",
                              "use one of auto, fp32, bf16, fp16")
+        if self.feature_store_gb < 0:
+            raise BenchError(f"invalid setting: run.feature_store_gb={self.feature_store_gb!r}",
+                             "use a size in GiB >= 0 (0 turns the shared feature store off)")
         if self.checkpoint_minutes < 0 or self.oom_retries < 0:
             raise BenchError("invalid setting: run.checkpoint_minutes and run.oom_retries must be >= 0",
                              "fix it in bench.toml or the --set flag")
@@ -250,6 +306,11 @@ def _coerce(where: str, value: Any, annotation: Any) -> Any:
     elif annotation is str:
         if isinstance(value, str):
             return value
+    elif getattr(annotation, "__origin__", None) is Mapping:  # a table (train.model_config)
+        if isinstance(value, Mapping):
+            return dict(value)
+        raise BenchError(f"{where} must be a table such as {{ layerdrop = 0.0 }}, got {value!r}",
+                         "fix it in bench.toml or the --set flag")
     else:  # pragma: no cover - only the types above are used
         return value
     kind = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}[annotation]
@@ -304,11 +365,19 @@ def _seeds(value: Any) -> tuple[int, ...]:
                      "e.g. --seeds 3, or run.seeds = [0, 1, 2] in bench.toml")
 
 
-def _merge(base: dict, extra: Mapping) -> dict:
+#: settings whose value is a table: a later layer's empty table clears them (``--set
+#: train.model_config={}`` goes back to each checkpoint's own config), a non-empty one is merged in
+_TABLE_SETTINGS = {("train", "model_config"), ("run", "sweep")}
+
+
+def _merge(base: dict, extra: Mapping, path: tuple[str, ...] = ()) -> dict:
     out = copy.deepcopy(base)
     for key, value in extra.items():
-        if isinstance(value, Mapping) and isinstance(out.get(key), dict):
-            out[key] = _merge(out[key], value)
+        where = (*path, key)
+        if isinstance(value, Mapping) and not value and where in _TABLE_SETTINGS:
+            out[key] = {}
+        elif isinstance(value, Mapping) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value, where)
         else:
             out[key] = copy.deepcopy(value)
     return out

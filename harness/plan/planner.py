@@ -80,6 +80,8 @@ def data_request(config: RunConfig, cell: Cell, options) -> DatasetRequest:
 
 # --------------------------------------------------------------------------- resolving names
 def _resolve_model(name: str, config: RunConfig, registry: Registry) -> tuple[Registered[ModelSpec], dict]:
+    """The model and its options: ``[models.NAME]`` over the entries of ``train.model_config``
+    that the model declares (so a preset-wide setting keys a cell as the same per-model one would)."""
     options = dict(config.model_options.get(name, {}))
     alias_of = options.pop("from", None)
     if alias_of is not None and name not in registry.models:
@@ -87,8 +89,13 @@ def _resolve_model(name: str, config: RunConfig, registry: Registry) -> tuple[Re
             raise BenchError(f"[models.{name}] from must be a model name such as 'hf:/path/to/checkpoint'")
         found = registry.model(alias_of)
         spec = dataclasses.replace(found.spec, name=name, metadata={**found.spec.metadata, "from": alias_of})
-        return Registered(spec, found.origin), options
-    return registry.model(name), options
+        model = Registered(spec, found.origin)
+    else:
+        model = registry.model(name)
+    overrides = getattr(config.train, "model_config_for", None)
+    if overrides is not None:
+        options = {**overrides(model.spec.options), **options}
+    return model, options
 
 
 def resolve_models(config: RunConfig, registry: Registry) -> dict[str, tuple[Registered[ModelSpec], dict]]:

@@ -16,7 +16,9 @@ difficulty (docs/statistics.md explains each one for a reviewer):
   by target), else across targets (Mann-Whitney U on per-target gains); "not testable" with the
   reason when the design cannot separate relatedness from the target;
 - Indo-European versus other target languages: languages are the units (Mann-Whitney U on the
-  per-language mean of the same models), with the confounds it cannot separate named.
+  per-language mean of the same models), with the confounds it cannot separate named;
+- speaker gender, where the dataset records it: female minus male speakers' test CER within each
+  model and language (seeds averaged), Wilcoxon signed-rank over those pairs.
 
 Every tested finding carries an effect size with a percentile bootstrap interval, a note when the
 design could not have reached p < 0.05 at all, and the confounds its groups differ in; one Holm
@@ -477,12 +479,14 @@ def related_pretraining_tests(values: pd.DataFrame, pretraining: Mapping[str, Se
                               lower_is_better: bool = True, blank: Blank = frozenset(),
                               hours: Mapping[str, float] | None = None) -> list[Finding]:
     """Is transfer stronger to targets related to a monolingual model's pre-training language
-    (same subgroup, the language itself excluded) than to unrelated ones — measured on gains over
-    a per-language reference, never on raw scores (which measure the target's difficulty).
+    (same subgroup) than to unrelated ones — measured on gains over a per-language reference,
+    never on raw scores (which measure the target's difficulty).
 
     Within each target when several monolingual models give it both a related and an unrelated
-    gain (Wilcoxon signed-rank over targets); else across targets (Mann-Whitney U on per-target
-    gains); else "not testable" with the reason."""
+    gain (Wilcoxon signed-rank over targets; a target with no related model but one pre-trained
+    on the target itself pairs that one, and the finding names every pair); else across targets
+    (Mann-Whitney U on per-target gains, the pre-training language itself excluded); else "not
+    testable" with the reason."""
     from scipy import stats
 
     topic = "related"
@@ -504,8 +508,14 @@ def related_pretraining_tests(values: pd.DataFrame, pretraining: Mapping[str, Se
         for (model, target), gain in g.items():
             if model == m:
                 by_target.setdefault(target, {}).setdefault(_relation(own, target), []).append((m, gain))
-    paired = [(t, float(np.mean([x for _, x in rel["related"]])), float(np.mean([x for _, x in rel["unrelated"]])))
-              for t, rel in sorted(by_target.items()) if rel.get("related") and rel.get("unrelated")]
+    # within a target, the related side is a model of the same subgroup, or (when there is none)
+    # the model pre-trained on the target language itself: the most related pre-training there is
+    sides = {t: ("related" if rel.get("related") else "own") for t, rel in by_target.items()}
+    paired = [(t, float(np.mean([x for _, x in rel[sides[t]]])), float(np.mean([x for _, x in rel["unrelated"]])))
+              for t, rel in sorted(by_target.items()) if rel.get(sides[t]) and rel.get("unrelated")]
+    pairs = "; ".join(
+        f"{t}: {', '.join(m for m, _ in by_target[t][sides[t]])} ({'own language' if sides[t] == 'own' else 'related'}) "
+        f"vs {', '.join(m for m, _ in by_target[t]['unrelated'])} (unrelated)" for t, _, _ in paired)
     described = "; ".join(f"{m} (pre-trained on {mono[m]}) on {t}: {_pct(gain)} ({rel})"
                           for t, rels in sorted(by_target.items()) for rel, items in sorted(rels.items())
                           for m, gain in items)
@@ -518,7 +528,7 @@ def related_pretraining_tests(values: pd.DataFrame, pretraining: Mapping[str, Se
                  "Confound: within a target the related and unrelated models differ also in their pre-training data "
                  "(amount, speakers, recording); over several model pairs this averages out but is not removed.")
         head = (f"Related pre-training (within each of {len(paired)} targets, related vs unrelated monolingual "
-                f"models' gains; the pre-training language itself excluded): median difference {_pct(float(np.median(d)))}")
+                f"models' gains — {pairs}): median difference {_pct(float(np.median(d)))}")
         if np.all(d == 0):
             return [Finding(topic, f"{head}; no difference on any target.", 1.0, effect=effect, design=design,
                             notes=notes)]
@@ -607,6 +617,56 @@ def family_tests(values: pd.DataFrame, metric: str = "cer", pretrained: Mapping[
     notes.append("A difference is a property of the languages (family together with orthography and data), "
                  "not evidence of transfer.")
     return [replace(found, design=f"Mann-Whitney U over {len(ie)} + {len(other)} languages", notes=tuple(notes))]
+
+
+# ---------------------------------------------------------------------------- speaker gender
+def gender_tests(scores: pd.DataFrame, dataset: str, blank: Blank = frozenset(),
+                 speakers: Mapping[str, Mapping[str, int]] | None = None, recorded: bool = True,
+                 reason: str = "") -> list[Finding]:
+    """Female versus male speakers' test CER, paired within each model and language.
+
+    ``scores``: one row per cell with columns model, language, seed, ``female`` and ``male`` (each
+    gender's corpus-level CER on the cell's test split; :mod:`harness.report.gender`). Units are
+    (model, language) pairs, seeds averaged first; pairs with blank output are left out. Wilcoxon
+    signed-rank over the units of the difference female − male; effect: its median, with an
+    interval that resamples units. ``recorded`` False (or no rows): "not testable", with
+    ``reason``."""
+    from scipy import stats
+
+    topic = "gender"
+    if not recorded or scores.empty:
+        why = reason or (f"dataset {dataset} records no speaker gender for the test utterances of these cells")
+        return [Finding(topic, f"Speaker gender: not testable — {why}.", tested=False)]
+    units = scores.groupby(["model", "language"])[["female", "male"]].mean()
+    units = units[[(m, lang) not in blank for m, lang in units.index]]
+    n = len(units)
+    left = " (pairs with blank output left out)" if len(scores.groupby(["model", "language"])) > n else ""
+    if n < 2:
+        return [Finding(topic, f"Speaker gender: not tested — needs at least 2 model × language pairs whose test "
+                               f"split has female and male speakers ({n}){left}.", tested=False)]
+    d = (units["female"] - units["male"]).to_numpy()
+    langs = sorted({lang for _, lang in units.index})
+    notes = list(_power_note(min_p_wilcoxon(n), f"{n} model × language pairs"))
+    few = {lang: v for lang, v in (speakers or {}).items() if lang in langs}
+    if few:
+        counts = "; ".join(f"{lang}: {v.get('female', 0)} female, {v.get('male', 0)} male" for lang, v in sorted(few.items()))
+        notes.append(f"Confound: the pairs of one language share its test speakers ({counts}): a difference can be a "
+                     "property of these speakers (voice, accent, microphone, sentences read), not of gender, and "
+                     "pairs of the same language are not independent.")
+    notes.append("Read it per language too: the table of CER by speaker gender gives each pair.")
+    effect = Effect("median difference in CER (female − male)", _median_difference(d),
+                    *_interval([d], _median_difference), reading="per model and language, means over seeds")
+    design = f"Wilcoxon signed-rank over {n} model × language pairs ({len(langs)} languages), means over seeds"
+    head = (f"Speaker gender: female vs male speakers' test CER within each model and language ({n} pairs, "
+            f"{len(langs)} languages){left}")
+    if np.all(d == 0):
+        return [Finding(topic, f"{head}: the same in every pair.", 1.0, effect=effect, design=design,
+                        notes=tuple(notes))]
+    res = stats.wilcoxon(d)
+    higher = "female" if np.median(d) > 0 else "male"
+    return [Finding(topic, f"{head}: median CER higher for {higher} speakers, Wilcoxon signed-rank W = "
+                           f"{res.statistic:.1f}, {_fmt_p(res.pvalue)}.", float(res.pvalue), effect=effect,
+                    design=design, notes=tuple(notes))]
 
 
 # ---------------------------------------------------------------------------- the page

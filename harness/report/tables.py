@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping, Sequence
 from html import escape as html_escape
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 from tabulate import tabulate
@@ -295,10 +296,15 @@ def train_hours(cells: Sequence[StoredCell]) -> dict[str, float]:
     return {lang: sum(v) / len(v) for lang, v in found.items()}
 
 
-def findings(cells: Sequence[StoredCell], metric: str = "cer", lower_is_better: bool = True) -> dict[str, list]:
+def findings(cells: Sequence[StoredCell], metric: str = "cer", lower_is_better: bool = True,
+             by_gender: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str, list]:
     """Statistics per dataset and protocol (languages of different datasets, and results of
     different protocols, are not pooled); blank-output models first. One Holm correction runs over
-    every finding with a p-value, across groups (:func:`harness.report.stats.adjust`)."""
+    every finding with a p-value, across groups (:func:`harness.report.stats.adjust`).
+
+    ``by_gender`` (key -> gender -> :class:`harness.report.gender.GenderScore`): adds the speaker
+    gender finding to each group (tested where its cells' test genders are recorded, else "not
+    testable" with the reason); None: no gender finding."""
     from harness.report.stats import adjust, all_findings
 
     values = cell_values(cells, metric)
@@ -313,8 +319,34 @@ def findings(cells: Sequence[StoredCell], metric: str = "cer", lower_is_better: 
             *blank_findings(in_group),
             *all_findings(part, pretraining, metric, pretrained, lower_is_better=lower_is_better, blank=blank,
                           hours=train_hours(in_group)),
+            *(_gender_findings(in_group, by_gender, dataset, blank) if by_gender is not None else []),
         ]
     return adjust(out)
+
+
+def _gender_findings(cells: Sequence[StoredCell], by_gender: Mapping[str, Mapping[str, Any]], dataset: str,
+                     blank) -> list:
+    from harness.report import gender as gender_
+    from harness.report.stats import gender_tests
+
+    recorded = [c for c in cells if c.record.genders.get("test") is not None]
+    reason = ""
+    if not recorded:
+        reason = f"dataset {dataset} records no speaker gender"
+        if dataset == "synthetic":
+            reason += (" (its voices are eSpeak NG variants: m1–m7 declare themselves male, f1 and f4 female, the "
+                       "klatt variants nothing, and every utterance's pitch is drawn at random: a variant's label is "
+                       "not a speaker's gender); Common Voice and FLEURS record it")
+        else:
+            reason += (" for these cells' test utterances (Common Voice and FLEURS do, where speakers gave it; cells "
+                       "stored before bench kept genders have none)")
+    elif not any(c.key in by_gender for c in recorded):
+        reason = ("the test genders were recorded but their files beside the results store are missing "
+                  "(copy the store's .outputs folder along with it)")
+    scores = gender_.frame(cells, by_gender)
+    if recorded and scores.empty and not reason:
+        reason = "no test split of these cells has both female and male speakers"
+    return gender_tests(scores, dataset, blank, gender_.speakers(cells), recorded=not reason, reason=reason)
 
 
 #: a lower-is-better metric whose every trained cell scores at least this is no better than an
@@ -488,7 +520,8 @@ def decoding_table(rows: Sequence[Mapping]) -> tuple[list[str], list[list[str]],
 def write_reports(cells: Sequence[StoredCell], out_dir: Path, metrics: Sequence[str],
                   json_copy: Path | None = None, lower_is_better: Mapping[str, bool] | None = None,
                   hypotheses: Mapping[str, Sequence[tuple[str, str, str]]] | None = None,
-                  sweep: Sequence[SweepAxis] = (), points: Mapping[str, Point] | None = None) -> dict[str, Path]:
+                  sweep: Sequence[SweepAxis] = (), points: Mapping[str, Point] | None = None,
+                  genders: Mapping[str, Mapping[str, str]] | None = None) -> dict[str, Path]:
     """Write the matrix as CSV, JSON, Markdown, LaTeX, heatmaps (PNG) and one HTML page.
 
     ``lower_is_better``: the direction of each metric (default: lower is better); every "best",
@@ -498,6 +531,8 @@ def write_reports(cells: Sequence[StoredCell], out_dir: Path, metrics: Sequence[
     cell's point, by key; read from the cells' identities when left out): per model and
     language the point best on dev is chosen (:mod:`harness.report.selection`) and every table,
     statistic and summary is of the chosen cells; data amounts are kept apart as regimes.
+    ``genders``: key -> the test utterances' speaker genders (``record.genders``), for the CER by
+    speaker gender and its finding (left out: cells without are "not testable").
     """
     from harness.report import facts as facts_
     from harness.report import page as page_
@@ -516,7 +551,10 @@ def write_reports(cells: Sequence[StoredCell], out_dir: Path, metrics: Sequence[
     frame = cells_frame(cells)
     summary = summary_frame(frame)
     protocols = protocols_of(summary) if len(summary) else [DEFAULT_PROTOCOL]
-    found = findings(cells, metrics[0], direction[metrics[0]]) if metrics else {}
+    from harness.report import gender as gender_
+
+    by_gender = gender_.scores_by_cell(cells, hypotheses, genders or {})
+    found = findings(cells, metrics[0], direction[metrics[0]], by_gender) if metrics else {}
     # metrics that carry no information here: said so, and their tables come after the others
     silent = {m: why for m in metrics if (why := uninformative(frame, m, direction[m])) is not None}
     shown_metrics = [m for m in metrics if m not in silent] + [m for m in metrics if m in silent]
@@ -551,6 +589,8 @@ def write_reports(cells: Sequence[StoredCell], out_dir: Path, metrics: Sequence[
              "metrics": c.metrics, "metric_versions": dict(c.record.metric_versions),
              "blank_output": is_blank(c.record), "outputs": dict(c.record.outputs),
              "cer_test_interval": cell_ci[c.key].as_dict() if c.key in cell_ci else None,
+             "cer_test_by_gender": ({g: v.as_dict() for g, v in by_gender[c.key].items()}
+                                    if c.key in by_gender else None),
              "layer_weights": c.record.train.to_json().get("layer_weights"),
              "loss_curve": list(c.record.train.loss_curve) or None,
              "dev_curve": [list(point) for point in c.record.train.dev_curve] or None,
@@ -650,6 +690,15 @@ def write_reports(cells: Sequence[StoredCell], out_dir: Path, metrics: Sequence[
                                                       for r, model, mean, blank in ranked)]
                                         for c, ranked in rankings(m).items()], headers=["language", "ranking"],
                                        tablefmt="github") + "\n")
+    if by_gender:
+        heads, rows = gender_.table_rows(cells, by_gender, lambda c: c.model if len(protocols) == 1
+                                         else f"{c.model} ({c.protocol})")
+        title = "CER (test) by speaker gender, mean over seeds"
+        note = ("Per model and dataset:language: the CER of the test utterances of female (F), male (M) and other "
+                "(O) speakers, as the dataset records them, each the corpus-level CER over that gender's utterances "
+                "(their number in brackets); the finding above tests female − male over model × language pairs.")
+        md += [f"## {title}\n", note + "\n", page_.md_table(heads, rows) + "\n"]
+        blocks.append((title, f"<p class='caption'>{html_escape(note)}</p>" + page_.html_table(heads, rows)))
     for metric in shown_metrics[:1]:
         heads, rows = summaries_.summary_rows(across, metric, "test")
         if rows:

@@ -28,7 +28,7 @@ from harness.run.progress import Progress
 from harness.run.tracking import TrackerSet
 from harness.tracking import CellFailed, CellFinished, CellStarted, DevEvaluated, TrainingUpdate
 from harness.run.provenance import git_revision, machine, package_versions
-from harness.store.outputs import Blob, encode_log_probs, encode_text
+from harness.store.outputs import Blob, encode_genders, encode_log_probs, encode_text
 from harness.store.record import CellRecord, SplitFacts, StoredFile, TrainFacts
 from harness.engine.scoring import score_splits
 
@@ -258,6 +258,7 @@ def _compute(task: CellTask, progress: Progress | None, start: float, registry: 
             build_model=planned.model.spec.build, data=data, language=task.cell.language, seed=task.cell.seed,
             train=train, runtime=runtime, options=planned.protocol_options, model_options=planned.model_options,
             progress=progress, checkpoint=checkpoint, model_cache_dir=model_cache_dir(config), **listeners,
+            feature_store=config.cache_dir / "features" if runtime.feature_cache != "off" else None,
         )
         try:
             outcome = planned.protocol.spec.run(request)
@@ -286,6 +287,8 @@ def _compute(task: CellTask, progress: Progress | None, start: float, registry: 
     record = dataclasses.replace(build_record(planned, outcome, data, config), metric_versions=versions,
                                  outputs=outputs)
     record, blobs = _kept_outputs(record, outcome, data, task.cell.language)
+    record, gender_blobs = _kept_genders(record, outcome, data)
+    blobs = (*blobs, *gender_blobs)
     if retries:
         record = dataclasses.replace(record, oom_retries=retries, effective_batching={
             "batch_seconds": train.batch_seconds, "grad_accum": train.grad_accum,
@@ -316,6 +319,27 @@ def _kept_outputs(record: CellRecord, outcome: CellOutcome, data: DatasetSplits,
     return (dataclasses.replace(record, log_probs=files,
                                 train_text=StoredFile(text.sha256, len(text.content), text.suffix, len(data.train))),
             tuple(blobs))
+
+
+def _kept_genders(record: CellRecord, outcome: CellOutcome, data: DatasetSplits) -> tuple[CellRecord, tuple[Blob, ...]]:
+    """Per evaluated split whose dataset records speakers' genders, a file of each evaluated
+    utterance's gender (the same for every cell of a language: stored once), and the record
+    naming it; nothing where no gender is recorded."""
+    blobs: list[Blob] = []
+    files: dict[str, StoredFile] = {}
+    for name, split in outcome.splits.items():
+        known = {u.id: u.gender for u in getattr(data, name, ()) if getattr(u, "gender", "")}
+        if not known:
+            continue
+        genders = {utt: known.get(utt, "") for utt, _, _ in split.hypotheses}
+        if not any(genders.values()):
+            continue
+        blob = encode_genders(genders)
+        blobs.append(blob)
+        files[name] = StoredFile(blob.sha256, len(blob.content), blob.suffix, len(genders))
+    if not files:
+        return record, ()
+    return dataclasses.replace(record, genders=files), tuple(blobs)
 
 
 def _free_memory() -> None:

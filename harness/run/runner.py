@@ -177,20 +177,44 @@ def execute(plan: Plan, config: RunConfig, store: ResultStore, progress: Progres
     failures: list[CellFailure] = list(unusable)
     heartbeat = _Heartbeat(store)
     interrupted = True
+    # models made here (pre-trained, say) are made once per run before their cells: in the local
+    # executor's workers beside other cells when it has several, else in this process first
+    preparations = _preparations(pending, config)
+    if hasattr(executor, "expect"):
+        executor.expect(len(pending), config.train.steps)
+    parallel = (bool(preparations) and len(pending) > 1 and hasattr(executor, "run_with_preparation")
+                and executor.parallel())
+    not_prepared: list[BaseException] = []
     try:
-        # models made here (pre-trained, say) are made once, in this process, before any cell
-        prepare_models(((p.model.spec, p.model_options) for p in pending), config, registry, progress,
-                       tracking=tracking, run_id=run_id)
+        if not parallel:
+            prepare_models(((p.model.spec, p.model_options) for p in pending), config, registry, progress,
+                           tracking=tracking, run_id=run_id)
         heartbeat.start()
         _compute_cells(pending, config, store, executor, progress, heartbeat, counts, failures, runtime, run_id,
-                       warn_once)
+                       warn_once, preparations if parallel else [], not_prepared, tracking)
         interrupted = False
     finally:
         tracking.emit(RunFinished(run_id, counts["computed"], tuple(f.cell.label() for f in failures),
                                   time.perf_counter() - start, interrupted))
         tracking.close(timeout=10 if interrupted else None)
+    if not_prepared:  # every cell that could be computed is stored; now say what stopped the rest
+        first = not_prepared[0]
+        raise first if isinstance(first, BenchError) else BenchError(
+            f"making a model failed: {type(first).__name__}: {first}", "see the traceback above; fix it and run again")
     return RunSummary(len(plan.cells), len(done), counts["computed"], time.perf_counter() - start, tuple(failures),
                       skipped_failed, counts["others"])
+
+
+def _preparations(pending: list[PlannedCell], config: RunConfig) -> list:
+    """One :class:`PrepareTask` per model of ``pending`` that has a ``prepare`` (first cell's options)."""
+    from harness.run.executors.local import PrepareTask
+
+    seen: dict[str, PrepareTask] = {}
+    for planned in pending:
+        spec = planned.model.spec
+        if spec.prepare is not None and planned.cell.model not in seen:
+            seen[planned.cell.model] = PrepareTask(config, planned.cell.model, dict(planned.model_options))
+    return list(seen.values())
 
 
 def _stored_scores(store: ResultStore, plan: Plan, done: set[str], config: RunConfig) -> dict:
@@ -204,8 +228,15 @@ def _stored_scores(store: ResultStore, plan: Plan, done: set[str], config: RunCo
 
 def _compute_cells(pending: list[PlannedCell], config: RunConfig, store: ResultStore, executor: Executor,
                    progress: Progress | None, heartbeat: _Heartbeat, counts: dict, failures: list[CellFailure],
-                   runtime: str, run_id: str, warn_once: WarnOnce) -> None:
-    """Hand the pending cells to the executor and store each result or failure as it comes back."""
+                   runtime: str, run_id: str, warn_once: WarnOnce, preparations: list | None = None,
+                   not_prepared: list | None = None, tracking: TrackerSet | None = None) -> None:
+    """Hand the pending cells to the executor and store each result or failure as it comes back;
+    with ``preparations``, the executor makes those models too, beside the cells of ready ones
+    (``not_prepared`` collects what failed)."""
+    from contextlib import ExitStack
+
+    from harness.tracking import ModelPrepared
+
     metric = config.metrics[0]
 
     def tasks():
@@ -256,9 +287,37 @@ def _compute_cells(pending: list[PlannedCell], config: RunConfig, store: ResultS
                                    result.duration_s if ok else None, failed=not ok)
             progress.finish_cell(line)
 
+    activities = ExitStack()
+
+    def on_prepared(model: str, outcome) -> None:
+        if isinstance(outcome, BaseException):
+            if not_prepared is not None:
+                not_prepared.append(outcome)
+            if progress:
+                progress.log(f"FAILED to make model {model}: {outcome}; its cells are left for a later run")
+            return
+        if progress and outcome.get("prepared_now"):
+            progress.log(f"made {model}: {outcome.get('summary', '')} ({outcome.get('seconds', 0):.0f} s)")
+        if tracking is not None and tracking.active:
+            tracking.emit(ModelPrepared(run_id, model, float(outcome.get("seconds", 0.0) or 0.0), dict(outcome)))
+
+    def release(task: CellTask) -> None:
+        with heartbeat.lock:
+            heartbeat.held.discard(task.key)
+        store.release(task.key)
+
     try:
-        executor.run(tasks(), on_result, progress)
+        if preparations:
+            names = ", ".join(p.model for p in preparations)
+            if progress:
+                progress.log(f"making {len(preparations)} model(s) in the workers beside the other cells: {names}")
+                if hasattr(progress, "activity"):
+                    activities.enter_context(progress.activity(f"making model(s) {names} in the workers"))
+            executor.run_with_preparation(preparations, tasks(), on_result, progress, on_prepared, release)
+        else:
+            executor.run(tasks(), on_result, progress)
     finally:
+        activities.close()
         heartbeat.stop()
         with heartbeat.lock:
             for key in heartbeat.held:  # interrupted: let the next run take these at once

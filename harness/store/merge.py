@@ -26,7 +26,8 @@ from harness.store.results import Failure, ResultStore, StoredCell
 def _copy_outputs(source: Path, into: Path, cell: StoredCell) -> None:
     """The cell's stored outputs (log-probabilities, training text) copied beside the target store;
     files missing at the source are left out (decoders other than greedy then say so)."""
-    files = [*cell.record.log_probs.values(), *([cell.record.train_text] if cell.record.train_text else [])]
+    files = [*cell.record.log_probs.values(), *([cell.record.train_text] if cell.record.train_text else []),
+             *cell.record.genders.values()]
     src, dst = OutputStore.beside(source), OutputStore.beside(into)
     for f in files:
         if src.path(f.sha256, f.suffix).exists() and not dst.path(f.sha256, f.suffix).exists():

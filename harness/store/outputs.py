@@ -8,7 +8,10 @@ names its files (:class:`harness.store.record.StoredFile`) with their size.
 A ``.ctc`` file is one JSON line (format, utterance ids, frames per utterance, vocabulary size,
 dtype) followed by the float16 log-probabilities of every utterance, row after row. A ``.txt``
 file holds the normalised training transcripts of a cell, one per line: what its decoders'
-language models are built from (never dev or test).
+language models are built from (never dev or test). A ``.gender`` file is one JSON object
+(format, utterance ids, and each one's speaker gender, "" where not recorded) for an evaluated
+split whose dataset records genders: the report's per-gender scores (every cell of a language
+shares its test split's file).
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import numpy as np
 from harness.errors import BenchError
 
 FORMAT = "bench-ctc-logprobs/1"
+GENDER_FORMAT = "bench-genders/1"
 
 
 @dataclass(frozen=True)
@@ -67,6 +71,21 @@ def decode_log_probs(content: bytes) -> dict[str, np.ndarray]:
         out[utt] = values[start:start + frames * vocab].reshape(frames, vocab)
         start += frames * vocab
     return out
+
+
+def encode_genders(genders: Mapping[str, str]) -> Blob:
+    """One split's speaker genders (utterance id -> "female", "male", "other" or ""), in id order."""
+    ids = sorted(genders)
+    payload = {"format": GENDER_FORMAT, "ids": ids, "gender": [genders[i] for i in ids]}
+    return _blob(json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode("utf-8"), ".gender")
+
+
+def decode_genders(content: bytes) -> dict[str, str]:
+    """utterance id -> gender ("" where not recorded)."""
+    payload = json.loads(content.decode("utf-8"))
+    if payload.get("format") != GENDER_FORMAT:
+        raise ValueError(f"not a {GENDER_FORMAT} file")
+    return dict(zip(payload["ids"], payload["gender"]))
 
 
 def encode_text(lines: Sequence[str]) -> Blob:
@@ -116,3 +135,6 @@ class OutputStore:
 
     def text(self, sha256: str) -> list[str]:
         return self.read(sha256, ".txt").decode("utf-8").splitlines()
+
+    def genders(self, sha256: str) -> dict[str, str]:
+        return decode_genders(self.read(sha256, ".gender"))

@@ -103,7 +103,8 @@ class StoredFile:
 
     sha256: str
     bytes: int
-    #: ``.ctc``: log-probabilities; ``.txt``: the normalised training transcripts
+    #: ``.ctc``: log-probabilities; ``.txt``: the normalised training transcripts; ``.gender``: the
+    #: speakers' genders of a split
     suffix: str = ".ctc"
     utterances: int = 0
     #: ``.ctc``: output frames in all (20 ms each for wav2vec 2.0 models)
@@ -179,6 +180,10 @@ class CellRecord:
     """
     train_text: StoredFile | None = None
     """the normalised training transcripts, for decoders' language models (None: not kept)"""
+    genders: Mapping[str, StoredFile] = field(default_factory=dict)
+    """per evaluated split ("dev", "test"), the speakers' genders of its utterances, where the dataset records
+    them (Common Voice, FLEURS): the report's per-gender scores; empty: none recorded
+    """
     decoding: DecodingFacts | None = None
     """a decoded view's facts (never in the store: views are made by ``bench report --decoders``)"""
     extra: Mapping[str, Any] = field(default_factory=dict)
@@ -225,7 +230,7 @@ class CellRecord:
                 value = list(value)
             elif f.name == "oom_retries" and not value:
                 continue
-            elif f.name == "log_probs":
+            elif f.name in ("log_probs", "genders"):
                 if not value:
                     continue
                 value = {n: dataclasses.asdict(v) for n, v in value.items()}
@@ -260,6 +265,7 @@ class CellRecord:
         known["vocabulary"] = tuple(known.get("vocabulary") or ())
         known["oom_retries"] = int(known.get("oom_retries") or 0)
         known["log_probs"] = {n: StoredFile(**v) for n, v in (known.get("log_probs") or {}).items()}
+        known["genders"] = {n: StoredFile(**v) for n, v in (known.get("genders") or {}).items()}
         if known.get("decoding") is not None:
             known["decoding"] = DecodingFacts(**known["decoding"])
         if known.get("train_text") is not None:

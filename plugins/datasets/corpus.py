@@ -26,7 +26,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from harness.api import SAMPLING_RATE, DatasetRequest, DatasetSplits, Utterance
+from harness.api import SAMPLING_RATE, DatasetRequest, DatasetSplits, Utterance, normalise_gender
 from harness.data.utterance_cache import load_or_none, save_utterances
 from harness.engine.text import normalize
 from harness.errors import BenchError
@@ -51,6 +51,8 @@ class Row:
     clip: str
     sentence: str
     speaker: str
+    #: the speaker's gender as :func:`harness.api.normalise_gender` gives it ("": not recorded)
+    gender: str = ""
 
 
 class Source(Protocol):
@@ -66,6 +68,21 @@ class Source(Protocol):
         must not be read (``path_outside_corpus``)."""
 
     def identity(self, splits: tuple[str, ...]) -> dict[str, Any]: ...
+
+
+def gender_column(part: Any, rows: int, column: str = "gender", indices: Sequence[int] | None = None) -> list[str]:
+    """A ``datasets`` split's gender column as :func:`harness.api.normalise_gender` gives it (a
+    class label read by its name, e.g. FLEURS's 0/1/2 = male/female/other); ``rows`` empty strings
+    when the split has no such column. ``indices``: only those rows."""
+    if column not in getattr(part, "column_names", ()):
+        return [""] * rows
+    values = list(part[column])
+    if indices is not None:
+        values = [values[i] for i in indices]
+    names = getattr(part.features.get(column), "names", None)
+    if names:
+        values = [names[v] if isinstance(v, int) and 0 <= v < len(names) else v for v in values]
+    return [normalise_gender(v) for v in values]
 
 
 def check_draw_options(dataset: str, options: Mapping[str, Any]) -> None:
@@ -165,7 +182,7 @@ def draw(source: Source, split: str, indices: Sequence[int], lang: str, target_s
                 if seconds > max_seconds:
                     skipped["too_long"] += 1
                     continue
-                kept.append(Utterance(rows[i].clip, result, rows[i].sentence, rows[i].speaker))
+                kept.append(Utterance(rows[i].clip, result, rows[i].sentence, rows[i].speaker, rows[i].gender))
                 total += seconds
                 bar.update(seconds / 3600 if target_seconds else 1)
                 if target_seconds is not None and total >= target_seconds:
@@ -187,7 +204,9 @@ def cached_draw(request: DatasetRequest, source: Source, options: Mapping[str, A
     else:
         split = which
         params = {"split": split, "hours": options[f"{which}_hours"]}
+    # fields: the cache holds each utterance's gender since bench kept it (older files lack it)
     params.update(v=version, lang=lang, source=source.fingerprint, max_seconds=options["max_clip_seconds"],
+                  fields="id,text,speaker,gender",
                   data=source.identity(splits_used(options)))  # the manifests' content, not only their dates
     digest = hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:16]
     path = request.cache_dir / source.fingerprint / f"{lang}-{which}-{digest}.npz"
@@ -238,6 +257,11 @@ def load_splits(request: DatasetRequest, source: Source, options: Mapping[str, A
         facts[f"{which}_hours"] = sum(u.seconds for u in utts) / 3600
         facts[f"{which}_utterances"] = len(utts)
         facts[f"{which}_speakers"] = len({u.speaker for u in utts if u.speaker})
+        genders = Counter(u.gender for u in utts if u.gender)
+        if genders:  # only where the source records it: other records stay as they were
+            facts[f"{which}_genders"] = dict(sorted(genders.items()))
+            facts[f"{which}_gender_speakers"] = dict(sorted(Counter(
+                g for g, _ in {(u.gender, u.speaker) for u in utts if u.gender and u.speaker}).items()))
         facts.setdefault("rows_sha256", {})[which] = rows_digest(utts)
         if extra.get("excluded"):
             facts["train_excluded"] = dict(extra["excluded"])

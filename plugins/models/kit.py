@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from harness.api import SAMPLING_RATE, DownloadItem, ModelFacts, ModelRequest, SpeechCTCModel
+from harness.api import MODEL_CONFIG_OPTIONS, SAMPLING_RATE, DownloadItem, ModelFacts, ModelRequest, SpeechCTCModel
 from harness.errors import BenchError, MissingInput
 
 __all__ = [
@@ -45,9 +45,8 @@ __all__ = [
 HF_FACTS = ModelFacts(hidden_states=True)
 
 #: fine-tuning knobs that may be set per model in bench.toml [models.NAME]
-CONFIG_OPTIONS = ("layerdrop", "hidden_dropout", "attention_dropout", "activation_dropout",
-                  "feat_proj_dropout", "final_dropout", "mask_time_length", "mask_feature_prob",
-                  "mask_feature_length")
+#: (the names of :data:`harness.api.MODEL_CONFIG_OPTIONS`; ``train.model_config`` sets them for every model)
+CONFIG_OPTIONS = tuple(MODEL_CONFIG_OPTIONS)
 #: ``[models.NAME]`` options of a checkpoint loaded from the hub or a directory
 CHECKPOINT_OPTIONS = (*CONFIG_OPTIONS, "revision")
 

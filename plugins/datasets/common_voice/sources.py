@@ -29,9 +29,10 @@ from pathlib import Path
 from typing import Any
 
 from harness.data.paths import PATH_OUTSIDE_CORPUS, inside
+from harness.api import normalise_gender
 from harness.errors import BenchError, MissingInput
 from plugins.datasets.audio import ClipSkipped
-from plugins.datasets.corpus import Row, Source
+from plugins.datasets.corpus import Row, Source, gender_column
 
 __all__ = ["ENV_RELEASE", "HFSource", "MANUAL_STEPS", "ReleaseSource", "Row", "Source", "file_sha256",
            "find_release", "load_hf"]
@@ -173,7 +174,8 @@ class ReleaseSource:
             path = self.dir / RELEASE_FILES[split]
             if not path.is_file():
                 raise BenchError(f"{self.dir} has no {path.name}", "unpack the release again, or use train_split = \"train\"")
-            self._rows[split] = [Row(r["path"], r["sentence"], r.get("client_id", "")) for r in _read_tsv(path)]
+            self._rows[split] = [Row(r["path"], r["sentence"], r.get("client_id", ""),
+                                     normalise_gender(r.get("gender"))) for r in _read_tsv(path)]
         return self._rows[split]
 
     def audio(self, split: str, index: int) -> str:
@@ -274,9 +276,10 @@ class HFSource:
             part = self.splits[split]
             sentences = list(part["sentence"])
             speakers = list(part["client_id"]) if "client_id" in part.column_names else [""] * len(sentences)
+            genders = gender_column(part, len(sentences))
             clips = list(part["path"]) if "path" in part.column_names else [f"{split}-{i}" for i in range(len(sentences))]
-            self._rows[split] = [Row(str(c or f"{split}-{i}"), s or "", sp or "")
-                                 for i, (c, s, sp) in enumerate(zip(clips, sentences, speakers))]
+            self._rows[split] = [Row(str(c or f"{split}-{i}"), s or "", sp or "", g)
+                                 for i, (c, s, sp, g) in enumerate(zip(clips, sentences, speakers, genders))]
         return self._rows[split]
 
     def audio(self, split: str, index: int) -> str | bytes:

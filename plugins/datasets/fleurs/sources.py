@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.data.paths import PATH_OUTSIDE_CORPUS, inside
+from harness.api import normalise_gender
 from harness.errors import BenchError
 from plugins.datasets.audio import ClipSkipped
 from plugins.datasets.common_voice.sources import file_sha256
@@ -115,7 +116,8 @@ class FolderSource:
                     # a short line has no transcript: counted as an empty sentence
                     name = fields[1] if len(fields) > 1 else ""
                     text = fields[column] if len(fields) > column else ""
-                    rows.append(Row(name or f"{split}-line-{len(rows)}", text, ""))
+                    gender = normalise_gender(fields[6]) if len(fields) > 6 else ""
+                    rows.append(Row(name or f"{split}-line-{len(rows)}", text, "", gender))
                     ids.append(fields[0])
             self._rows[split], self._ids[split] = rows, ids
         return self._rows[split]

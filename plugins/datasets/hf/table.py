@@ -24,7 +24,7 @@ import numpy as np
 from harness.data.paths import PATH_OUTSIDE_CORPUS, inside
 from harness.errors import BenchError
 from plugins.datasets.audio import ClipSkipped
-from plugins.datasets.corpus import Row
+from plugins.datasets.corpus import Row, gender_column
 
 #: bench's split -> the names it goes by in datasets, tried in order
 SPLIT_NAMES: dict[str, tuple[str, ...]] = {"train": ("train",), "dev": ("validation", "dev", "valid"),
@@ -187,8 +187,9 @@ class TableSource:
                     ids = [v.replace("\\", "/").rsplit("/", 1)[-1] for v in ids]
             else:
                 ids = [f"{split}-{i}" for i in self.indices[split]]
-            self._rows[split] = [Row(c or f"{split}-{i}", str(t or ""), str(sp or ""))
-                                 for i, (c, t, sp) in enumerate(zip(ids, texts, speakers))]
+            genders = gender_column(self.parts[split], len(texts), indices=self.indices[split])
+            self._rows[split] = [Row(c or f"{split}-{i}", str(t or ""), str(sp or ""), g)
+                                 for i, (c, t, sp, g) in enumerate(zip(ids, texts, speakers, genders))]
         return self._rows[split]
 
     def audio(self, split: str, index: int) -> str | bytes | tuple[np.ndarray, int]:

@@ -43,10 +43,12 @@ MULTILINGUAL = ("en", "fr", "pl", "ar", "id", "zh-CN")
 #: the built-in models; the default matrix (group tiny-study) uses tiny-phone-es and tiny-phone-multi
 BUILT_IN: Mapping[str, Recipe] = {
     "tiny-phone-es": PhoneticRecipe(("es",)),
+    "tiny-phone-ru": PhoneticRecipe(("ru",)),
     "tiny-phone-nl": PhoneticRecipe(("nl",)),
     "tiny-phone-sv": PhoneticRecipe(("sv-SE",)),
     "tiny-phone-multi": PhoneticRecipe(MULTILINGUAL),
     "tiny-ssl-es": ContrastiveRecipe(("es",)),
+    "tiny-ssl-ru": ContrastiveRecipe(("ru",)),
     "tiny-ssl-nl": ContrastiveRecipe(("nl",)),
     "tiny-ssl-sv": ContrastiveRecipe(("sv-SE",)),
     "tiny-ssl-multi": ContrastiveRecipe(MULTILINGUAL),
@@ -165,11 +167,11 @@ def bench_register_models(register) -> None:
                                                      "of synthetic speech: phone:LANG or phone:LANG+LANG+..."))
     register.scheme(ModelScheme("ssl", ssl_spec, "tiny wav2vec2 pre-trained here, self-supervised, on synthetic "
                                                  "speech: ssl:LANG or ssl:LANG+LANG+..."))
-    register.group(ModelGroup("tiny-study", ("tiny-phone-es", "tiny-phone-multi", "tiny-wav2vec2"),
-                              "the default matrix: tiny models pre-trained here on phonemes (Spanish; six other "
-                              "languages) and the same architecture with no pre-training"))
-    register.group(ModelGroup("tiny-ssl-study", ("tiny-ssl-es", "tiny-ssl-multi", "tiny-wav2vec2"),
-                              "tiny models pre-trained here self-supervised (Spanish; six other languages) and the "
-                              "same architecture with no pre-training"))
+    register.group(ModelGroup("tiny-study", ("tiny-phone-es", "tiny-phone-ru", "tiny-phone-multi", "tiny-wav2vec2"),
+                              "the default matrix: tiny models pre-trained here on phonemes (Spanish; Russian; six "
+                              "other languages) and the same architecture with no pre-training"))
+    register.group(ModelGroup("tiny-ssl-study", ("tiny-ssl-es", "tiny-ssl-ru", "tiny-ssl-multi", "tiny-wav2vec2"),
+                              "tiny models pre-trained here self-supervised (Spanish; Russian; six other languages) "
+                              "and the same architecture with no pre-training"))
     register.group(ModelGroup("tiny-pretrained", tuple(BUILT_IN), "every built-in tiny model pre-trained here"))
     register.group(ModelGroup("tiny", tuple(BUILT_IN), "every tiny model (offline; seconds per cell on a CPU)"))

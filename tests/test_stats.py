@@ -280,3 +280,4 @@ def test_default_design_with_two_monolingual_models_pairs_within_each_target():
     assert f.p_value == pytest.approx(stats.wilcoxon(d).pvalue) == pytest.approx(0.25)
     assert f.effect.estimate == pytest.approx(float(np.median(d)))
     assert "could not have been significant" in f.text()
+    assert "On es, ru the related side is the model pre-trained on that language itself" in f.text()

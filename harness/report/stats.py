@@ -524,7 +524,11 @@ def related_pretraining_tests(values: pd.DataFrame, pretraining: Mapping[str, Se
         design = f"Wilcoxon signed-rank over {len(paired)} targets, paired within target (gains)"
         effect = Effect("median within-target difference in gain (related − unrelated)", _median_difference(d),
                         *_interval([d], _median_difference), reading="positive: more transfer from a related language")
-        notes = (*_power_note(min_p_wilcoxon(len(paired)), f"{len(paired)} targets"), ref_note,
+        own = sorted(t for t, _, _ in paired if sides[t] == "own")
+        own_note = ((f"On {_join(own)} the related side is the model pre-trained on that language itself: those "
+                     "pairs measure own-language transfer, an upper bound on what relatedness alone gives.",)
+                    if own else ())
+        notes = (*_power_note(min_p_wilcoxon(len(paired)), f"{len(paired)} targets"), ref_note, *own_note,
                  "Confound: within a target the related and unrelated models differ also in their pre-training data "
                  "(amount, speakers, recording); over several model pairs this averages out but is not removed.")
         head = (f"Related pre-training (within each of {len(paired)} targets, related vs unrelated monolingual "

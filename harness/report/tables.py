@@ -297,14 +297,16 @@ def train_hours(cells: Sequence[StoredCell]) -> dict[str, float]:
 
 
 def findings(cells: Sequence[StoredCell], metric: str = "cer", lower_is_better: bool = True,
-             by_gender: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str, list]:
+             by_gender: Mapping[str, Mapping[str, Any]] | None = None,
+             extra: Mapping[str, Sequence[Any]] | None = None) -> dict[str, list]:
     """Statistics per dataset and protocol (languages of different datasets, and results of
     different protocols, are not pooled); blank-output models first. One Holm correction runs over
     every finding with a p-value, across groups (:func:`harness.report.stats.adjust`).
 
     ``by_gender`` (key -> gender -> :class:`harness.report.gender.GenderScore`): adds the speaker
     gender finding to each group (tested where its cells' test genders are recorded, else "not
-    testable" with the reason); None: no gender finding."""
+    testable" with the reason); None: no gender finding. ``extra``: group name -> more findings
+    (the open questions', :mod:`harness.report.questions`), corrected with the rest."""
     from harness.report.stats import adjust, all_findings
 
     values = cell_values(cells, metric)
@@ -320,8 +322,35 @@ def findings(cells: Sequence[StoredCell], metric: str = "cer", lower_is_better: 
             *all_findings(part, pretraining, metric, pretrained, lower_is_better=lower_is_better, blank=blank,
                           hours=train_hours(in_group)),
             *(_gender_findings(in_group, by_gender, dataset, blank) if by_gender is not None else []),
+            *(extra or {}).get(_group_name(dataset, protocol, protocols), []),
         ]
     return adjust(out)
+
+
+def question_answers(cells: Sequence[StoredCell], metric: str, out_dir: Path, swept_cells: Sequence[StoredCell] = (),
+                     selection: Any = None, hypotheses: Mapping[str, Sequence[tuple[str, str, str]]] | None = None
+                     ) -> dict[str, list]:
+    """group name -> the open questions these results answer (:mod:`harness.report.questions`)."""
+    from harness.report import questions
+
+    values = cell_values(cells, metric)
+    protocols = set(values["protocol"])
+    out: dict[str, list] = {}
+    groups = sorted(values.groupby(["dataset", "protocol"]), key=lambda item: item[0])
+    for n, ((dataset, protocol), part) in enumerate(groups):
+        in_group = [c for c in cells if c.dataset == dataset and c.protocol == protocol]
+        blank = {(c.model, c.language) for c in in_group if is_blank(c.record)}
+        found = questions.answers(in_group, part, blank, out_dir, tag="" if n == 0 else f"_{n}")
+        if found:
+            out[_group_name(dataset, protocol, protocols)] = found
+    if metric == "cer" and selection is not None:
+        answer = questions.ranking_answer(swept_cells, selection, lambda cs: cell_values(cs, metric), hypotheses,
+                                          out_dir)
+        if answer is not None:
+            first = next((c for c in swept_cells if c.key in selection.point_by_key), None)
+            if first is not None:
+                out.setdefault(_group_name(first.dataset, first.protocol, protocols or {first.protocol}), []).append(answer)
+    return out
 
 
 def _gender_findings(cells: Sequence[StoredCell], by_gender: Mapping[str, Mapping[str, Any]], dataset: str,
@@ -554,7 +583,9 @@ def write_reports(cells: Sequence[StoredCell], out_dir: Path, metrics: Sequence[
     from harness.report import gender as gender_
 
     by_gender = gender_.scores_by_cell(cells, hypotheses, genders or {})
-    found = findings(cells, metrics[0], direction[metrics[0]], by_gender) if metrics else {}
+    asked = question_answers(cells, metrics[0], out_dir, swept_cells, selection, hypotheses) if metrics else {}
+    found = findings(cells, metrics[0], direction[metrics[0]], by_gender,
+                     {g: [f for a in items for f in a.findings] for g, items in asked.items()}) if metrics else {}
     # metrics that carry no information here: said so, and their tables come after the others
     silent = {m: why for m in metrics if (why := uninformative(frame, m, direction[m])) is not None}
     shown_metrics = [m for m in metrics if m not in silent] + [m for m in metrics if m in silent]
@@ -614,6 +645,7 @@ def write_reports(cells: Sequence[StoredCell], out_dir: Path, metrics: Sequence[
         "statistics": {"correction": correction_note(found) if found else None,
                        "uninformative_metrics": {m: why for m, why in silent.items()}},
         "across_languages": [item.as_dict() for item in across],
+        "questions": {g: [_adjusted(a, found.get(g, [])).as_dict() for a in items] for g, items in asked.items()},
     }
     if selection is not None:
         payload["sweep"] = {
@@ -643,6 +675,8 @@ def write_reports(cells: Sequence[StoredCell], out_dir: Path, metrics: Sequence[
     tex = []
     blocks = page_.findings_html(found, metrics[0], correction_note(found) if found else "",
                                  list(silent.values())) if metrics else []
+    if asked:
+        _question_blocks(asked, found, out_dir, paths, md, blocks)
     if selection is not None:
         _sweep_blocks(selection, swept_cells, curve_rows, out_dir, paths, md, blocks)
     datasets = sorted({c.dataset for c in cells})
@@ -804,3 +838,38 @@ def _sweep_blocks(selection, swept_cells: Sequence[StoredCell], curve_rows, out_
         body += page_.html_table(heads, rows)
         md.append(page_.md_table(heads, rows) + "\n")
         blocks.append((title, body))
+
+
+def _adjusted(answer: Any, group_findings: Sequence[Any]) -> Any:
+    """The answer with its findings as the page's correction left them."""
+    import dataclasses
+
+    by_sentence = {(f.topic, f.sentence): f for f in group_findings}
+    return dataclasses.replace(answer, findings=tuple(by_sentence.get((f.topic, f.sentence), f)
+                                                      for f in answer.findings))
+
+
+def _question_blocks(asked: Mapping[str, Sequence[Any]], found: Mapping[str, Sequence[Any]], out_dir: Path,
+                     paths: dict, md: list, blocks: list) -> None:
+    """The page's "Open questions" part: per answer its question, findings, picture, table and limits."""
+    from harness.report import page as page_
+
+    several = len(asked) > 1
+    for group, items in asked.items():
+        for answer in items:
+            answer = _adjusted(answer, found.get(group, []))
+            title = f"Open question: {answer.title}" + (f" ({group})" if several else "")
+            body = f"<p class='lead'>{html_escape(answer.question)}</p><ul>"
+            body += "".join(f"<li class='{'sig' if f.significant else 'ns'}'>{html_escape(f.text())}</li>"
+                            for f in answer.findings) + "</ul>"
+            md += [f"## {title}\n", f"{answer.question}\n"] + [f"- {f.text()}" for f in answer.findings] + [""]
+            if answer.figure is not None:
+                paths[f"question_{answer.key}"] = answer.figure
+                body += page_.figure_html(answer.figure, answer.title, answer.caption)
+                md.append(f"![{answer.title}]({answer.figure.name})\n\n{answer.caption}\n")
+            if answer.rows:
+                body += page_.html_table(list(answer.headers), [list(r) for r in answer.rows])
+                md.append(page_.md_table(list(answer.headers), [list(r) for r in answer.rows]) + "\n")
+            body += "".join(f"<p class='caption'><b>Limits:</b> {html_escape(x)}</p>" for x in answer.limits)
+            md += [f"Limits: {x}\n" for x in answer.limits]
+            blocks.append((title, body))

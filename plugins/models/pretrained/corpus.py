@@ -8,12 +8,12 @@ from .recipe import Recipe
 
 
 def load_corpus(context: PrepareContext, recipe: Recipe, dev_minutes: float = 0.1) -> list[tuple[str, DatasetSplits]]:
-    """Each language's splits, drawn with the recipe's corpus seed: ``minutes`` split evenly over
-    the languages for training, ``dev_minutes`` each held out (the test split is not used)."""
+    """Each language's splits, drawn with the recipe's corpus seed: ``minutes`` split over the
+    languages for training (evenly, or by the recipe's shares), ``dev_minutes`` each held out (the test split is not used)."""
     corpus = []
     for language in recipe.languages:
         corpus.append((language, context.load_dataset(recipe.dataset, language, 0, {
-            "train_minutes": recipe.minutes_per_language(), "dev_minutes": dev_minutes, "test_minutes": 0.1,
+            "train_minutes": recipe.minutes_for(language), "dev_minutes": dev_minutes, "test_minutes": 0.1,
             "corpus_seed": recipe.corpus_seed,
         })))
     return corpus

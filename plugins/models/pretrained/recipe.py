@@ -22,8 +22,9 @@ class Recipe:
 
     The speech is the training split of ``dataset`` for each language, drawn with
     ``corpus_seed`` (other sentences and voices than the fine-tuning data, which use the
-    dataset's default draw), ``minutes`` in total, split evenly over the languages, so
-    monolingual and multilingual models see the same amount of speech.
+    dataset's default draw), ``minutes`` in total, split evenly over the languages (or in the
+    proportions ``shares`` gives, one weight per language), so monolingual and multilingual
+    models see the same amount of speech.
     """
 
     #: how logs, manifests and ``bench pretrain`` name this kind
@@ -50,9 +51,17 @@ class Recipe:
     batch_seconds: float = 16.0
     max_grad_norm: float = 5.0
     seed: int = 0
+    #: relative amount of speech per language, in the order of ``languages`` (empty: even)
+    shares: tuple[float, ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "languages", tuple(self.languages))
+        object.__setattr__(self, "shares", tuple(self.shares))
+        if self.shares and (len(self.shares) != len(self.languages) or any(
+                isinstance(w, bool) or not isinstance(w, (int, float)) or w <= 0 for w in self.shares)):
+            raise BenchError(f"pre-training shares must be one positive weight per language "
+                             f"({len(self.languages)}: {', '.join(self.languages)}), got {list(self.shares)!r}",
+                             f"fix {OPTION_PREFIX}shares in bench.toml [models.NAME]")
         for key in self.POSITIVE:
             value = getattr(self, key)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
@@ -83,10 +92,16 @@ class Recipe:
 
     def describe(self) -> str:
         langs = "+".join(self.languages)
+        if self.shares:
+            langs = " ".join(f"{lang} {self.minutes_for(lang):.3g} min" for lang in self.languages)
+            return f"{self.KIND}, {self.minutes:g} min of {self.dataset} ({langs}), {self.steps} updates"
         return f"{self.KIND}, {self.minutes:g} min of {self.dataset} {langs}, {self.steps} updates"
 
     def as_dict(self) -> dict[str, Any]:
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+        out = {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+        if not self.shares:  # even shares: the recipe (and its digest) as before shares existed
+            del out["shares"]
+        return out
 
     def digest(self) -> str:
         """Hash of everything that decides the weights (with the loop's version)."""
@@ -94,7 +109,14 @@ class Recipe:
         return hashlib.sha256(payload.encode()).hexdigest()[:12]
 
     def minutes_per_language(self) -> float:
+        """Minutes of each language when the shares are even."""
         return self.minutes / len(self.languages)
+
+    def minutes_for(self, language: str) -> float:
+        """Minutes of speech of ``language`` (one of ``languages``)."""
+        if not self.shares:
+            return self.minutes_per_language()
+        return self.minutes * self.shares[self.languages.index(language)] / sum(self.shares)
 
 
 @dataclass(frozen=True)

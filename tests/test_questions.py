@@ -63,7 +63,7 @@ def test_sign_flip_and_relabelling_tests_are_exact():
     p, min_p = q.sign_flip_p([1.0, 2.0, 3.0, 4.0])
     assert p == pytest.approx(2 / 16) and min_p == pytest.approx(2 / 16)
     p, min_p = q.label_permutation_p([1, 2, 3, 10, 11, 12], [False, False, False, True, True, True])
-    assert p == pytest.approx(2 / 20) and min_p == pytest.approx(1 / 20)
+    assert p == pytest.approx(2 / 20) and min_p == pytest.approx(2 / 20)  # swapping equal groups: same |difference|
     p, min_p = q.label_permutation_p([1, 2, 3, 4, 10, 11], [False, False, False, False, True, True])
     assert p == pytest.approx(1 / 15) and min_p == pytest.approx(1 / 15)
 
@@ -90,12 +90,32 @@ def test_diversity_finds_a_planted_trend_and_compares_quantity():
     # the planted -5 % of the level per doubling, relative to the target's mean over the 4 models
     assert trend.effect.estimate == pytest.approx(-0.05 / (1 - 0.05 * 1.5), rel=0.05)
     assert trend.effect.low < trend.effect.estimate < trend.effect.high < 0
-    assert trend.p_value < 0.01
+    # the units are the 4 models: the planted order and its reverse are the 2 most extreme of 4! relabellings
+    assert trend.p_value == pytest.approx(2 / 24)
+    assert any("could not have been significant" in n for n in trend.notes)
     assert "one" in more.sentence and "twice" in more.sentence and more.effect.estimate == pytest.approx(1 / 0.9 - 1,
                                                                                                        rel=0.05)
     # eight languages (level 0.85) against twice the speech of one (0.9): diversity better by about 5.6 %
     assert versus.effect.estimate == pytest.approx(0.85 / 0.9 - 1, rel=0.1)
     assert "Diversity against quantity" in versus.sentence
+
+
+def test_diversity_picks_the_nested_chain_out_of_a_store_with_other_experiments():
+    scores, pre = _diversity_scores(-0.05)
+    languages = ("en", "fr", "pl", "ja", "zh-CN")
+    for name, weights in (("ie20", (2, 2, 2, 12, 12)), ("ie80", (8, 8, 8, 3, 3))):
+        pre[name] = q.Pretraining(dict(zip(languages, map(float, weights))))
+        for t in ("es", "it", "pl", "ru"):
+            scores[(name, t)] = {0: 0.9, 1: 0.9}
+    answer = q.diversity(scores, pre)
+    assert answer.data["models"] == ["one", "two", "four", "eight", "twice"]
+
+
+def test_a_statistic_that_is_not_finite_has_no_p_value():
+    table = np.array([[0.3, 0.4], [0.5, 0.6], [0.2, 0.1]])
+    p, _ = q.permutation_p(table, lambda t: math.nan)
+    assert math.isnan(p)
+    assert math.isnan(q.sign_flip_p([0.1, math.nan])[0])
 
 
 def test_diversity_without_an_effect_is_not_significant():

@@ -64,6 +64,11 @@ class Pretraining:
         return float(sum(self.minutes.values()))
 
     @property
+    def even(self) -> bool:
+        """Whether every language has the same minutes."""
+        return len({round(m, 3) for m in self.minutes.values()}) == 1
+
+    @property
     def indo_european_share(self) -> float:
         total = self.total_minutes
         return sum(m for code, m in self.minutes.items() if language(code).indo_european) / total if total else math.nan
@@ -169,59 +174,77 @@ def _slopes(y: np.ndarray, x: np.ndarray) -> np.ndarray:
     return (xc[:, None] * (y - y.mean(axis=0, keepdims=True))).sum(axis=0) / denominator
 
 
-def _within_permutations(n_models: int, n_targets: int, rng: np.random.Generator) -> Sequence[np.ndarray]:
-    """Model orders per target: every combination when few, else PERMUTATIONS random ones (the
-    identity first)."""
-    single = list(itertools.permutations(range(n_models)))
-    if len(single) ** n_targets <= PERMUTATIONS:
-        return [np.array(combo).T for combo in itertools.product(single, repeat=n_targets)]
-    out = [np.tile(np.arange(n_models)[:, None], (1, n_targets))]
-    out += [np.column_stack([rng.permutation(n_models) for _ in range(n_targets)]) for _ in range(PERMUTATIONS - 1)]
-    return out
+def _orders(n: int, rng: np.random.Generator) -> tuple[list[np.ndarray], bool]:
+    """Orders of n items: all of them when there are at most PERMUTATIONS, else the identity and
+    PERMUTATIONS - 1 seeded random ones; and whether the list is exhaustive."""
+    if math.factorial(n) <= PERMUTATIONS:
+        return [np.array(order) for order in itertools.permutations(range(n))], True
+    return [np.arange(n)] + [rng.permutation(n) for _ in range(PERMUTATIONS - 1)], False
+
+
+def _p_value(observed: float, null: Sequence[float], exhaustive: bool, smallest: float) -> tuple[float, float]:
+    """Two-sided p-value of ``observed`` among ``null`` (which includes it), and the smallest
+    p-value the design allows (random draws: no smaller than 1 / draws). NaN when the statistic is
+    not finite."""
+    if not np.isfinite(observed):
+        return math.nan, 1.0
+    values = np.asarray(null, float)
+    p = float(np.mean(np.abs(values[np.isfinite(values)]) >= abs(observed) - 1e-12))
+    return p, (smallest if exhaustive else max(smallest, 1.0 / len(values)))
 
 
 def permutation_p(table: np.ndarray, statistic: Callable[[np.ndarray], float]) -> tuple[float, float]:
-    """Two-sided p-value of ``statistic`` when the models' rows are shuffled within each target
-    (column) independently — the null: within a target, which model got which score does not
-    depend on what the statistic measures; and the smallest p-value the design allows."""
+    """Two-sided p-value of ``statistic`` when the models (rows of models x targets) are relabelled,
+    the same relabelling on every target: the units are the models, so a model that is better
+    everywhere counts once, not once per target. Null: which model is which does not matter to the
+    statistic. Returns the p-value and the smallest one the design allows (a statistic that
+    changes sign when the order reverses: 2 / n!)."""
     observed = statistic(table)
-    rng = np.random.default_rng(SEED)
-    orders = _within_permutations(table.shape[0], table.shape[1], rng)
-    count = 0
-    for order in orders:
-        shuffled = np.take_along_axis(table, order, axis=0)
-        if abs(statistic(shuffled)) >= abs(observed) - 1e-12:
-            count += 1
-    exact = len(orders) < PERMUTATIONS
-    p = count / len(orders) if exact else (count + 1) / (len(orders) + 1)
-    distinct = math.factorial(table.shape[0]) ** table.shape[1]
-    return float(p), float(min(1.0, 2.0 / distinct))
+    orders, exhaustive = _orders(table.shape[0], np.random.default_rng(SEED))
+    null = [statistic(table[order]) for order in orders]
+    return _p_value(observed, null, exhaustive, min(1.0, 2.0 / math.factorial(table.shape[0])))
 
 
 def sign_flip_p(d: Sequence[float]) -> tuple[float, float]:
-    """Exact two-sided sign-flip test of mean(d) = 0 (paired differences), and its smallest p-value."""
+    """Two-sided sign-flip test of mean(d) = 0 (paired differences): exact up to PERMUTATIONS sign
+    patterns, else seeded random ones; and its smallest p-value."""
     d = np.asarray(d, float)
-    observed = abs(d.mean())
-    count = total = 0
-    for signs in itertools.product((1.0, -1.0), repeat=len(d)):
-        total += 1
-        count += abs((d * np.array(signs)).mean()) >= observed - 1e-12
-    return count / total, min(1.0, 2.0 / total)
+    if len(d) == 0 or not np.isfinite(d).all():
+        return math.nan, 1.0
+    if 2 ** len(d) <= PERMUTATIONS:
+        signs = np.array(list(itertools.product((1.0, -1.0), repeat=len(d))))
+        exhaustive = True
+    else:
+        rng = np.random.default_rng(SEED)
+        signs = np.vstack([np.ones(len(d)), rng.choice((1.0, -1.0), size=(PERMUTATIONS - 1, len(d)))])
+        exhaustive = False
+    return _p_value(float(d.mean()), (signs * d).mean(axis=1), exhaustive, min(1.0, 2.0 / 2 ** len(d)))
 
 
 def label_permutation_p(values: Sequence[float], labels: Sequence[bool]) -> tuple[float, float]:
-    """Exact two-sided test of mean(values | label) - mean(values | not label) by relabelling."""
+    """Two-sided test of mean(values | label) - mean(values | not label) by relabelling: exact up
+    to PERMUTATIONS labellings, else seeded random ones; and its smallest p-value (2 / C(n, k) when
+    the groups have the same size, where swapping them gives the same difference; else 1 / C(n, k))."""
     v = np.asarray(values, float)
-    k = int(sum(labels))
-    observed = abs(v[np.asarray(labels, bool)].mean() - v[~np.asarray(labels, bool)].mean())
-    combos = list(itertools.combinations(range(len(v)), k))
-    diffs = []
-    for combo in combos:
-        mask = np.zeros(len(v), bool)
-        mask[list(combo)] = True
-        diffs.append(abs(v[mask].mean() - v[~mask].mean()))
-    p = float((np.array(diffs) >= observed - 1e-12).mean())
-    return p, 1.0 / len(combos)
+    mask = np.asarray(labels, bool)
+    n, k = len(v), int(mask.sum())
+    if k == 0 or k == n or not np.isfinite(v).all():
+        return math.nan, 1.0
+    total = math.comb(n, k)
+    if total <= PERMUTATIONS:
+        masks = []
+        for combo in itertools.combinations(range(n), k):
+            m = np.zeros(n, bool)
+            m[list(combo)] = True
+            masks.append(m)
+        exhaustive = True
+    else:
+        rng = np.random.default_rng(SEED)
+        masks = [mask] + [rng.permutation(mask) for _ in range(PERMUTATIONS - 1)]
+        exhaustive = False
+    null = [v[m].mean() - v[~m].mean() for m in masks]
+    smallest = (2.0 if 2 * k == n else 1.0) / total
+    return _p_value(float(v[mask].mean() - v[~mask].mean()), null, exhaustive, min(1.0, smallest))
 
 
 # ---------------------------------------------------------------------------- answers
@@ -293,18 +316,29 @@ def _plt():
 
 # ------------------------------------------------------------------ diversity versus quantity
 def diversity(scores: Scores, pre: Mapping[str, Pretraining], out_dir: Path | None = None) -> Answer | None:
-    """Same minutes from different numbers of languages (at least three counts), on held-out targets."""
+    """Same minutes from different numbers of languages, on held-out targets: the longest chain of
+    models with even shares and nested language sets (one model per count, at least three counts),
+    and any model with more speech of the chain's smallest set."""
     by_total: dict[float, list[str]] = {}
     for m, p in pre.items():
-        by_total.setdefault(round(p.total_minutes, 3), []).append(m)
-    candidates = [(len({len(pre[m].languages) for m in ms}), total, ms) for total, ms in by_total.items()]
-    candidates = [c for c in candidates if c[0] >= 3]
-    if not candidates:
+        if p.even:
+            by_total.setdefault(round(p.total_minutes, 3), []).append(m)
+    best: list[str] = []
+    for total_, ms in sorted(by_total.items()):
+        for start in sorted(ms, key=lambda m: (len(pre[m].languages), m)):
+            chain = [start]
+            for m in sorted(ms, key=lambda m: (len(pre[m].languages), m)):
+                last = set(pre[chain[-1]].languages)
+                if len(pre[m].languages) > len(last) and last < set(pre[m].languages):
+                    chain.append(m)
+            if len(chain) > len(best):
+                best = chain
+    if len(best) < 3:
         return None
-    _, total, fixed = max(candidates)
-    fixed = sorted(fixed, key=lambda m: (len(pre[m].languages), m))
-    more = sorted(m for m, p in pre.items() if p.total_minutes > total + 1e-6
-                  and any(set(p.languages) == set(pre[f].languages) for f in fixed))
+    fixed = best
+    total = pre[fixed[0]].total_minutes
+    more = sorted(m for m, p in pre.items() if p.even and p.total_minutes > total + 1e-6
+                  and set(p.languages) == set(pre[fixed[0]].languages))
     models = fixed + more
     targets = _held_out(scores, models, pre)
     if len(targets) < 2:
@@ -325,35 +359,35 @@ def diversity(scores: Scores, pre: Mapping[str, Pretraining], out_dir: Path | No
         f"Diversity at fixed speech ({total:g} min; {', '.join(f'{m}: {len(pre[m].languages)}' for m in fixed)} "
         f"languages; {len(targets)} held-out targets: {', '.join(targets)}): CER {direction}s by "
         f"{abs(100 * slope):.1f} % of the target's mean per doubling of the number of languages "
-        f"(permutation test within targets, {_fmt_p(p)}).", p,
+        f"(permutation test over the {n_fixed} models, {_fmt_p(p)}).", p,
         effect=Effect("relative CER change per doubling of languages", slope, low, high,
                       reading="negative: more languages, lower CER"),
-        design=f"slope of CER / target mean on log2(languages), within {len(targets)} targets; models permuted "
-               "within targets",
+        design=f"slope of CER / target mean on log2(languages), within {len(targets)} targets, averaged; the "
+               f"{n_fixed} models relabelled (the same way on every target)",
         notes=(*_power_note(min_p, f"{n_fixed} models on {len(targets)} targets"),
                *_left_out(scores, models, targets, pre),
+               "Each language count is one pre-trained model: the trend is about these checkpoints (the languages "
+               "each adds, their pre-training run), not an average over many.",
                "Confound: the language sets are nested, so a larger set differs also in which languages it adds "
                "(their relatedness to the targets), not only in how many."))]
     for extra in more:
-        same = [f for f in fixed if set(pre[f].languages) == set(pre[extra].languages)]
-        widest = fixed[-1]
-        for other, what in ((same[0], "more speech of the same languages"), (widest, "diversity against quantity")):
-            if other == extra:
-                continue
+        for other, what in ((fixed[0], "more speech of the same languages"), (fixed[-1], "diversity against quantity")):
             i, j = models.index(other), models.index(extra)
 
             def diff(t: np.ndarray, _targets=None, i=i, j=j) -> float:
-                return float(np.nanmean((t[i] - t[j]) / t[j]))
+                with np.errstate(invalid="ignore", divide="ignore"):
+                    return float(np.nanmean((t[i] - t[j]) / t[j]))
 
-            d = (table[i] - table[j]) / table[j]
+            with np.errstate(invalid="ignore", divide="ignore"):
+                d = (table[i] - table[j]) / table[j]
             lo, hi = cluster_bootstrap(scores, models, targets, diff)
             p, min_p = sign_flip_p(d)
-            better = other if d.mean() < 0 else extra
+            better = other if np.nanmean(d) < 0 else extra
             found.append(Finding(
                 "diversity",
                 f"{what.capitalize()}: {other} ({pre[other].describe()}) vs {extra} ({pre[extra].describe()}) on "
                 f"{len(targets)} targets: CER {_pct(float(d.mean()))} relative to {extra} (mean over targets); "
-                f"{better} is better (sign-flip test over targets, {_fmt_p(p)}).", p,
+                f"{better} has the lower CER here (sign-flip test over targets, {_fmt_p(p)}).", p,
                 effect=Effect(f"relative CER difference ({other} − {extra}) / {extra}", float(d.mean()), lo, hi,
                               reading=f"negative: {other} lower CER"),
                 design=f"paired by target, {len(targets)} targets, means over seeds",
@@ -388,8 +422,8 @@ def diversity(scores: Scores, pre: Mapping[str, Pretraining], out_dir: Path | No
         "than more speech?", tuple(found), ("model", "languages", "pre-training", *targets), rows, figure,
         "One line per held-out target: test CER against the number of pre-training languages at the same amount of "
         "speech; hollow squares: the model with more speech of the fewest languages.",
-        ("Tiny phonetic models on synthetic speech: eSpeak NG's voices differ less between languages than real "
-         "speakers do, and 30 minutes is far from the study's thousands of hours.",),
+        (f"{total:g} minutes of pre-training speech per model and one model per language count: at the study's "
+         "scale (thousands of hours, several models per count) the answer may differ.",),
         {"targets": targets, "fixed_minutes": total, "models": models})
 
 
@@ -460,6 +494,11 @@ def indo_european_share(scores: Scores, pre: Mapping[str, Pretraining], out_dir:
           "across shares speaks to pre-training.", tested=False))
     rows = tuple((m, f"{pre[m].indo_european_share:.0%}", pre[m].describe(), *(_cer(scores, m, t) for t in targets))
                  for m in models)
+    relatives = sorted({f"{code} of {t}" for code in pre[models[0]].languages for t in targets
+                        if _family_distance([code], t) == 0})
+    limits = ((f"Some pre-training languages are relatives (same subgroup) of targets ({', '.join(relatives)}): more "
+               "Indo-European speech is also more speech of those relatives.",) if relatives else ()) + (
+        f"{len(ie)} Indo-European and {len(other)} other targets: few units, wide intervals.",)
     figure = None
     if out_dir is not None:
         plt = _plt()
@@ -483,9 +522,7 @@ def indo_european_share(scores: Scores, pre: Mapping[str, Pretraining], out_dir:
         rows, figure,
         "One line per held-out target: its CER relative to its mean over the models against the Indo-European share "
         "of the pre-training speech; a line falling to the right: that target gains from more Indo-European speech.",
-        ("The Indo-European pre-training languages include relatives of some targets (fr of es and it, pl of ru): "
-         "the share acts through them.", "The synthetic dataset has four non-Indo-European languages (ar, id, ja, "
-         "zh-CN), so the comparison has few units."),
+        limits,
         {"targets": targets, "models": models, "shares": shares.tolist(), "slopes": slopes.tolist()})
 
 
@@ -551,8 +588,11 @@ def phonology(scores: Scores, pre: Mapping[str, Pretraining], out_dir: Path | No
 
     table_of = table_of or {code: phones.distribution(code) for code in {t for _, t in scores} | {
         c for p in pre.values() for c in p.languages} if phones.distribution(code) is not None}
-    models = sorted(m for m, p in pre.items() if len(p.languages) == 1 and p.languages[0] in table_of
-                    and any((m, t) in scores for t in table_of))
+    mono: dict[float, list[str]] = {}
+    for m, p in pre.items():  # monolingual models with the same amount of speech
+        if len(p.languages) == 1 and p.languages[0] in table_of and any((m, t) in scores for t in table_of):
+            mono.setdefault(round(p.total_minutes, 3), []).append(m)
+    models = sorted(max(mono.values(), key=len)) if mono else []
     if len(models) < 3 or len({pre[m].languages for m in models}) < 2:
         return None
     targets = _held_out(scores, models, pre)
@@ -569,17 +609,27 @@ def phonology(scores: Scores, pre: Mapping[str, Pretraining], out_dir: Path | No
         return what[:, [index[t] for t in picked]]
 
     def gain(table: np.ndarray) -> np.ndarray:
-        return 1.0 - _relative(table)
+        """1 − relative CER, less the model's mean over the targets: how much better the model does on a
+        target than on average, beyond its overall quality (model and target main effects removed)."""
+        g = 1.0 - _relative(table)
+        return g - np.nanmean(g, axis=1, keepdims=True)
+
+    def centred(x: np.ndarray) -> np.ndarray:
+        """Less each model's mean over the targets (as the gain): distance relative to the model's own."""
+        return x - np.nanmean(x, axis=1, keepdims=True)
 
     def rho_distance(t: np.ndarray, picked=targets) -> float:
-        return _spearman_within(columns(picked, distance), gain(t))
+        return _spearman_within(centred(columns(picked, distance)), gain(t))
 
     def rho_family(t: np.ndarray, picked=targets) -> float:
-        return _spearman_within(columns(picked, family), gain(t))
+        return _spearman_within(centred(columns(picked, family)), gain(t))
 
     def rho_partial(t: np.ndarray, picked=targets) -> float:
-        return _partial_within(columns(picked, distance), columns(picked, family), gain(t))
+        return _partial_within(centred(columns(picked, distance)), centred(columns(picked, family)), gain(t))
 
+    plain = 1.0 - _relative(cer)
+    raw = {"distance": _spearman_within(distance, plain), "family": _spearman_within(family, plain),
+           "partial": _partial_within(distance, family, plain)}
     found = []
     estimates = {}
     for key, statistic, name, what in (
@@ -590,50 +640,55 @@ def phonology(scores: Scores, pre: Mapping[str, Pretraining], out_dir: Path | No
              "Phonological distance beyond family")):
         estimate = statistic(cer)
         estimates[key] = estimate
-        lo, hi = cluster_bootstrap(scores, models, targets, statistic)
-        if key == "partial":
-            stat = lambda t: _partial_within(distance, family, gain(t))  # noqa: E731
-        elif key == "family":
-            stat = lambda t: _spearman_within(family, gain(t))  # noqa: E731
-        else:
-            stat = lambda t: _spearman_within(distance, gain(t))  # noqa: E731
-        p, min_p = permutation_p(cer, stat) if np.isfinite(estimate) else (math.nan, 1.0)
-        if not np.isfinite(estimate):
+        x = centred(family if key == "family" else distance)
+        used = int(sum(np.ptp(x[:, j]) > 1e-12 for j in range(len(targets))))
+        if not np.isfinite(estimate) or used == 0:
             found.append(Finding("phonology", f"{what}: not testable — it does not vary within the targets.",
                                  tested=False))
             continue
+        lo, hi = cluster_bootstrap(scores, models, targets, statistic)
+        p, min_p = permutation_p(cer, statistic)
         found.append(Finding(
             "phonology",
-            f"{what} against transfer gain, within each of {len(targets)} targets ({', '.join(targets)}; "
-            f"{len(models)} models): mean Spearman ρ = {estimate:+.2f} (permutation test within targets, "
+            f"{what} against relative gain, within {used} of {len(targets)} targets ({', '.join(targets)}; "
+            f"{len(models)} monolingual models): mean Spearman ρ = {estimate:+.2f} (permutation test over the models, "
             f"{_fmt_p(p)}).", p,
-            effect=Effect(f"mean within-target Spearman ρ, {name} vs gain", estimate, lo, hi,
+            effect=Effect(f"mean within-target Spearman ρ, {name} vs relative gain", estimate, lo, hi,
                           reading="negative: more distant, less gain"),
-            design="Spearman ρ over models within each target, averaged; models permuted within targets",
-            notes=(*_power_note(min_p, f"{len(models)} models on {len(targets)} targets"),
+            design="Spearman ρ over models within each target (where the distance varies), averaged; the models "
+                   "relabelled the same way on every target",
+            notes=(*_power_note(min_p, f"{len(models)} models"),
                    *_left_out(scores, models, targets, pre),
-                   "Gain = 1 − CER / the target's mean over these models (a within-target measure).")))
+                   f"Without removing each model's mean (model quality and distance mixed, as comparing models on one "
+                   f"target does): mean ρ = {raw[key]:+.2f}.",
+                   "Relative gain = 1 − CER / the target's mean over these models, and each distance, less the "
+                   "model's own mean over the targets: a model that is better everywhere, or has a larger inventory, "
+                   "counts once, not as evidence on every target.")))
     rows = tuple((m, pre[m].describe(), *(f"{distance[i, j]:.2f} / {jaccard[i, j]:.2f} / {int(family[i, j])} → "
                                           f"{cer[i, j]:.3f}" for j in range(len(targets)))) for i, m in enumerate(models))
     figure = None
     if out_dir is not None:
         plt = _plt()
-        fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=110)
-        g = gain(cer)
+        fig, axes = plt.subplots(1, 2, figsize=(10.5, 4.0), dpi=110)
         markers = {0: "o", 1: "s", 2: "^"}
         colors = plt.get_cmap("tab10")
-        for j, t in enumerate(targets):
-            for i in range(len(models)):
-                ax.scatter(distance[i, j], g[i, j], color=colors(j % 10), marker=markers[int(family[i, j])], s=28)
-            order = np.argsort(distance[:, j])
-            ax.plot(distance[order, j], g[order, j], color=colors(j % 10), linewidth=0.6, alpha=0.6, label=t)
+        panels = ((distance, 1.0 - _relative(cer), "share of the target's phones absent from the pre-training language",
+                   "gain: 1 − CER / target's mean over models", "as measured"),
+                  (centred(distance), gain(cer), "the same, less the model's mean over the targets",
+                   "the same, less the model's mean over the targets", "what the test uses (model means removed)"))
+        for ax, (x, y, xlabel, ylabel, title) in zip(axes, panels):
+            for j, t in enumerate(targets):
+                for i in range(len(models)):
+                    ax.scatter(x[i, j], y[i, j], color=colors(j % 10), marker=markers[int(family[i, j])], s=28)
+                order = np.argsort(x[:, j])
+                ax.plot(x[order, j], y[order, j], color=colors(j % 10), linewidth=0.6, alpha=0.6, label=t)
+            ax.axhline(0.0, color="grey", linewidth=0.6)
+            ax.set_xlabel(xlabel, fontsize=8)
+            ax.set_ylabel(ylabel, fontsize=8)
+            ax.set_title(title, fontsize=9)
         for f, mk in markers.items():
-            ax.scatter([], [], color="grey", marker=mk, label=("same subgroup", "same family", "other family")[f])
-        ax.axhline(0.0, color="grey", linewidth=0.6)
-        ax.set_xlabel("share of the target's phones absent from the pre-training languages")
-        ax.set_ylabel("gain: 1 − CER / target's mean over models")
-        ax.set_title("Phonological distance and transfer, one colour per target", fontsize=9)
-        ax.legend(fontsize=7, loc="best", ncol=2)
+            axes[0].scatter([], [], color="grey", marker=mk, label=("same subgroup", "same family", "other family")[f])
+        axes[0].legend(fontsize=7, loc="best", ncol=2)
         figure = out_dir / "question_phonology.png"
         fig.savefig(figure, bbox_inches="tight")
         plt.close(fig)
@@ -641,8 +696,9 @@ def phonology(scores: Scores, pre: Mapping[str, Pretraining], out_dir: Path | No
         "phonology", "Phonological distance",
         "Does a model transfer better to targets whose phones its pre-training languages share, and does that say "
         "more than family membership?", tuple(found), ("model", "pre-training", *targets), rows, figure,
-        "Per held-out target (colour), each model: the share of the target's phone tokens its pre-training languages "
-        "lack (x) against its gain there (y); the marker gives family relatedness.",
+        "Per held-out target (colour), each model: the share of the target's phone tokens its pre-training language "
+        "lacks (x) against its gain there (y), the marker giving family relatedness; left as measured, right with "
+        "each model's mean over the targets removed from both (what the test correlates).",
         (f"Phones are eSpeak NG's IPA symbols ({phones.source()}); an IPA symbol is not the same sound across "
          "eSpeak's languages, and real speech varies more.",
          "Cell entries: uncovered share / Jaccard distance of inventories / family distance → test CER."),
@@ -690,53 +746,60 @@ def ranking(scores_by_point: Mapping[str, Scores], tuned: Scores, models: Sequen
     tables = np.array([_mean_table(scores_by_point[p], models, targets) for p in points])
     tuned_table = _mean_table(tuned, models, targets)
     mean_tau, taus = _tau_matrix(tables)
-    to_tuned = [float(np.nanmean([_kendall(tables[a, :, j], tuned_table[:, j]) for j in range(len(targets))]))
-                for a in range(len(points))]
-    best_tuned = [models[int(np.nanargmin(tuned_table[:, j]))] for j in range(len(targets))]
-    changes = sum(models[int(np.nanargmin(tables[a, :, j]))] != best_tuned[j]
-                  for a in range(len(points)) for j in range(len(targets)))
+    def mean_tau_to_tuned(a: int) -> float:
+        values = [_kendall(tables[a, :, j], tuned_table[:, j]) for j in range(len(targets))]
+        return float(np.nanmean(values)) if np.isfinite(values).any() else math.nan
+
+    to_tuned = [mean_tau_to_tuned(a) for a in range(len(points))]
+    if not np.isfinite(tuned_table).all(axis=0).any() or not np.isfinite(mean_tau):
+        return None
+
+    def winner(column: np.ndarray) -> str | None:
+        return models[int(np.nanargmin(column))] if np.isfinite(column).any() else None
+
+    best_tuned = [winner(tuned_table[:, j]) for j in range(len(targets))]
+    cases = [(a, j) for a in range(len(points)) for j in range(len(targets))
+             if best_tuned[j] is not None and winner(tables[a, :, j]) is not None]
+    changes = sum(winner(tables[a, :, j]) != best_tuned[j] for a, j in cases)
+    finite_tuned = [x for x in to_tuned if np.isfinite(x)] or [math.nan]
     low = high = math.nan
     how = ""
     if test_rows:
         from harness.report.bootstrap import resample_indices
 
-        rng_draws: dict[str, np.ndarray] = {}
-        for t in targets:
-            some = next((v for (p, m, tt, s), v in test_rows.items() if tt == t), None)
-            if some is not None:
-                rng_draws[t] = resample_indices(len(some.ids), some.seed, RESAMPLES)
+        # each test set resampled with its own draws (seeded by its ids, as the report's intervals):
+        # cells on the same test set share them, so the whole ranking is resampled at once
+        draws: dict[tuple[int, int], np.ndarray] = {}
         by_cell: dict[tuple[str, str, str], list[np.ndarray]] = {}
         for key, counts in test_rows.items():
-            if key[2] in rng_draws:
-                by_cell.setdefault(key[:3], []).append(counts.rates(rng_draws[key[2]]))
-        means = {key: np.mean(v, axis=0) for key, v in by_cell.items()}
+            slot = (counts.seed, len(counts.ids))
+            if slot not in draws:
+                draws[slot] = resample_indices(len(counts.ids), counts.seed, RESAMPLES)
+            by_cell.setdefault(key[:3], []).append(counts.rates(draws[slot]))
         stack = np.full((RESAMPLES, *tables.shape), np.nan)
         for a, p in enumerate(points):
             for i, m in enumerate(models):
                 for j, t in enumerate(targets):
-                    if (p, m, t) in means:
-                        stack[:, a, i, j] = means[(p, m, t)]
+                    if (p, m, t) in by_cell:
+                        stack[:, a, i, j] = np.mean(by_cell[(p, m, t)], axis=0)
         samples = [_tau_matrix(stack[r])[0] for r in range(RESAMPLES)]
-        finite = [s for s in samples if np.isfinite(s)]
+        finite = [x for x in samples if np.isfinite(x)]
         if finite:
             low, high = (float(v) for v in np.percentile(finite, [100 * (1 - LEVEL) / 2, 100 * (1 + LEVEL) / 2]))
-            how = "resampling the test utterances (paired across the cells of a target)"
+            how = "resampling the test utterances (the same draws for every cell on a test set)"
     if not how and len(targets) >= 2:
         rng = np.random.default_rng(SEED)
-        samples = []
-        for _ in range(RESAMPLES):
-            picked = rng.integers(0, len(targets), len(targets))
-            samples.append(_tau_matrix(tables[:, :, picked])[0])
-        finite = [s for s in samples if np.isfinite(s)]
-        low, high = (float(v) for v in np.percentile(finite, [100 * (1 - LEVEL) / 2, 100 * (1 + LEVEL) / 2]))
-        how = "resampling targets"
+        samples = [_tau_matrix(tables[:, :, rng.integers(0, len(targets), len(targets))])[0] for _ in range(RESAMPLES)]
+        finite = [x for x in samples if np.isfinite(x)]
+        if finite:
+            low, high = (float(v) for v in np.percentile(finite, [100 * (1 - LEVEL) / 2, 100 * (1 + LEVEL) / 2]))
+            how = "resampling targets"
     found = [Finding(
         "ranking",
         f"Ranking sensitivity ({len(models)} models, {len(targets)} targets, {len(points)} recipes): the rankings of "
         f"two recipes agree with mean Kendall τ = {mean_tau:+.2f} (1: the same ranking, 0: unrelated); against the "
-        f"ranking after choosing each model's recipe on dev, τ = {min(to_tuned):+.2f} to {max(to_tuned):+.2f}; the "
-        f"best model differs from the tuned one in {changes} of {len(points) * len(targets)} recipe × target "
-        "cases.", None,
+        f"ranking after choosing each model's recipe on dev, τ = {min(finite_tuned):+.2f} to {max(finite_tuned):+.2f}; "
+        f"the best model differs from the tuned one in {changes} of {len(cases)} recipe × target cases.", None,
         effect=Effect("mean Kendall τ between two recipes' rankings", mean_tau, low, high,
                       reading=f"interval {how}" if how else ""),
         design="Kendall τ-b between model rankings per target, averaged over recipe pairs and targets",
@@ -801,9 +864,9 @@ def answers(cells: Sequence[Any], values: pd.DataFrame, blank: frozenset | set =
 
 def ranking_answer(swept_cells: Sequence[Any], selection: Any, values_of: Callable[[Sequence[Any]], pd.DataFrame],
                    hypotheses: Mapping[str, Sequence[tuple[str, str, str]]] | None = None,
-                   out_dir: Path | None = None) -> Answer | None:
+                   out_dir: Path | None = None) -> tuple[tuple[str, str], Answer] | None:
     """Ranking sensitivity over a sweep's recipes (choices on dev; no data-amount regimes), of the
-    default protocol and the first dataset."""
+    first (dataset, protocol) in sorted order; with that pair."""
     from harness.plan.sweep import format_value
     from harness.report.bootstrap import EditCounts
     from harness.report.selection import _grid_order
@@ -830,4 +893,5 @@ def ranking_answer(swept_cells: Sequence[Any], selection: Any, values_of: Callab
     if hypotheses:
         rows = {(labels[selection.point_by_key[c.key]], c.model, c.language, c.seed): EditCounts(hypotheses[c.key])
                 for c in cells if hypotheses.get(c.key) and c.model in complete}
-    return ranking(scores_by_point, tuned, complete, targets, out_dir, rows)
+    answer = ranking(scores_by_point, tuned, complete, targets, out_dir, rows)
+    return None if answer is None else ((dataset, protocol), answer)

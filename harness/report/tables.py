@@ -344,12 +344,11 @@ def question_answers(cells: Sequence[StoredCell], metric: str, out_dir: Path, sw
         if found:
             out[_group_name(dataset, protocol, protocols)] = found
     if metric == "cer" and selection is not None:
-        answer = questions.ranking_answer(swept_cells, selection, lambda cs: cell_values(cs, metric), hypotheses,
+        ranked = questions.ranking_answer(swept_cells, selection, lambda cs: cell_values(cs, metric), hypotheses,
                                           out_dir)
-        if answer is not None:
-            first = next((c for c in swept_cells if c.key in selection.point_by_key), None)
-            if first is not None:
-                out.setdefault(_group_name(first.dataset, first.protocol, protocols or {first.protocol}), []).append(answer)
+        if ranked is not None:
+            (dataset, protocol), answer = ranked
+            out.setdefault(_group_name(dataset, protocol, protocols or {protocol}), []).append(answer)
     return out
 
 

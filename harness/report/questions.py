@@ -391,7 +391,9 @@ def diversity(scores: Scores, pre: Mapping[str, Pretraining], out_dir: Path | No
                 effect=Effect(f"relative CER difference ({other} − {extra}) / {extra}", float(d.mean()), lo, hi,
                               reading=f"negative: {other} lower CER"),
                 design=f"paired by target, {len(targets)} targets, means over seeds",
-                notes=_power_note(min_p, f"{len(targets)} targets")))
+                notes=(*_power_note(min_p, f"{len(targets)} targets"),
+                       "One pre-trained model on each side: the targets replicate the fine-tuning, not the "
+                       "pre-training, so this compares these two checkpoints.")))
     rows = tuple((m, str(len(pre[m].languages)), pre[m].describe(), *(_cer(scores, m, t) for t in targets))
                  for m in models)
     figure = None

@@ -308,3 +308,16 @@ def test_scores_of_leave_blank_cells_out():
     values = pd.DataFrame([("finetune", "a", "synthetic", "es", 0, 0.3), ("finetune", "b", "synthetic", "es", 0, 1.0)],
                           columns=["protocol", "model", "dataset", "language", "seed", "value"])
     assert q.scores_of(values, {("b", "es")}) == {("a", "es"): {0: 0.3}}
+
+
+def test_blank_cells_count_as_measured_and_an_all_blank_target_is_left_out():
+    scores, pre = _diversity_scores(-0.05)
+    cells = [_stored(m, t, s, v, pre[m].languages, pre[m].total_minutes / 60) for (m, t), by in scores.items()
+             for s, v in by.items()]
+    cells += [_stored(m, "uk", s, 1.0, pre[m].languages, pre[m].total_minutes / 60) for m in pre for s in (0, 1)]
+    values = pd.DataFrame([("finetune", c.model, "synthetic", c.language, c.seed, c.metrics["test"]["cer"])
+                           for c in cells], columns=["protocol", "model", "dataset", "language", "seed", "value"])
+    blank = {(m, "uk") for m in pre} | {("two", "ru")}
+    (answer,) = q.answers(cells, values, blank)
+    assert answer.data["targets"] == ["es", "it", "pl", "ru"]  # uk: every model blank, left out
+    assert any("Blank output counted as measured" in x and "two on ru" in x for x in answer.limits)

@@ -851,11 +851,24 @@ def answers(cells: Sequence[Any], values: pd.DataFrame, blank: frozenset | set =
             out_dir: Path | None = None, tag: str = "") -> list[Answer]:
     """The questions these results can answer (cells and values of one dataset and protocol)."""
     pre = pretraining_of(cells)
-    scores = scores_of(values, blank)
+    # within a target a model still on the CTC blank plateau is a result (it did not learn to
+    # transcribe in the budget), so it counts as measured; a target where every model is blank
+    # says nothing and is left out
+    by_target: dict[str, set[str]] = {}
+    for row in values.itertuples(index=False):
+        by_target.setdefault(row.language, set()).add(row.model)
+    silent = {t for t, ms in by_target.items() if all((m, t) in blank for m in ms)}
+    scores = scores_of(values[~values["language"].isin(silent)])
     found = []
     for ask in (diversity, indo_european_share, phonology):
         answer = ask(scores, pre, out_dir)
         if answer is not None:
+            used = set(answer.data.get("models", ())), set(answer.data.get("targets", ()))
+            flagged = sorted(f"{m} on {t}" for m, t in blank if m in used[0] and t in used[1])
+            if flagged:
+                answer = dataclasses.replace(answer, limits=(
+                    *answer.limits, f"Blank output counted as measured (CER near 1: the model had not left the CTC "
+                                    f"blank plateau in the budget, in at least one seed): {', '.join(flagged)}."))
             if tag and answer.figure is not None:
                 renamed = answer.figure.with_name(f"{answer.figure.stem}{tag}{answer.figure.suffix}")
                 answer.figure.replace(renamed)

@@ -588,8 +588,9 @@ def phonology(scores: Scores, pre: Mapping[str, Pretraining], out_dir: Path | No
     of them heard, all in the phone table."""
     from harness.data import phones
 
-    table_of = table_of or {code: phones.distribution(code) for code in {t for _, t in scores} | {
-        c for p in pre.values() for c in p.languages} if phones.distribution(code) is not None}
+    if table_of is None:
+        codes = {t for _, t in scores} | {c for p in pre.values() for c in p.languages}
+        table_of = {code: found for code in codes if (found := phones.distribution(code)) is not None}
     mono: dict[float, list[str]] = {}
     for m, p in pre.items():  # monolingual models with the same amount of speech
         if len(p.languages) == 1 and p.languages[0] in table_of and any((m, t) in scores for t in table_of):

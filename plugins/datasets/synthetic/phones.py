@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import sys
 from collections import Counter
-from collections.abc import Mapping
 
 from harness.data.phones import segment
 
@@ -51,8 +50,7 @@ def distributions(languages: tuple[str, ...] | None = None, vocabulary_size: int
 
 
 def table(vocabulary_size: int = VOCABULARY) -> dict[str, object]:
-    import espeakng_loader  # noqa: F401  (its version is the table's provenance)
-    from importlib.metadata import version
+    from importlib.metadata import version  # espeakng-loader's version is the table's provenance
 
     return {"source": f"eSpeak NG IPA (espeakng-loader {version('espeakng-loader')}) of the synthetic dataset's "
                       f"{vocabulary_size}-word vocabularies, weighted as sentences draw them",
